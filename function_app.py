@@ -1,0 +1,10 @@
+"""The only entry point: the FunctionApp and its blueprints. No I/O, no settings at import."""
+
+import azure.functions as func
+
+from functions import actions, contraforce, d3, ops
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+
+for blueprint in (contraforce.bp, d3.bp, actions.bp, ops.bp):
+    app.register_functions(blueprint)

@@ -1,0 +1,19 @@
+"""Drop-in mirror of D3 SOAR's RemoveLinkedIncidents command: D3's envelope and answers."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from shared import answers, intake
+from shared.web import respond
+
+bp = func.Blueprint()
+
+
+@bp.route(
+    route="d3/Command/RemoveLinkedIncidents",
+    methods=["POST"],
+    auth_level=func.AuthLevel.FUNCTION,
+)
+async def d3_remove_linked_incidents(req: func.HttpRequest) -> func.HttpResponse:
+    return await respond(req, parse=intake.d3_mirror, render=answers.d3_mirror, problem_style="d3")

@@ -1,0 +1,84 @@
+"""Outcome → the answer each route family gives. Status alone is enough to branch on.
+
+Canonical routes (`/api/actions/...`) answer with the Outcome:
+200 every item succeeded (or a dry run) · 207 some did · when none did, the deciding failure
+answers as problem+json with the Outcome inside: 503 + Retry-After upstream unavailable, 502 our
+credentials refused, the upstream's own 4xx passed through, 409 the upstream did not apply it.
+
+Mirror routes answer in the upstream's own shapes: ContraForce `{data, meta}` and
+problem+json; D3 `{error, returnData}` (including *Partially Successful*) and, for failures,
+problem+json that also carries D3's `Error` member so D3-style scripts read it unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from shared.models.outcome import ItemError, ItemResult, Outcome, OutcomeStatus
+from shared.problems import PROBLEM_JSON, Problem, from_upstream
+
+JSON = "application/json"
+ProblemStyle = Literal["problem", "d3"]
+
+# When no item succeeded, the failure that decides the answer: the one a caller must act on.
+_PRECEDENCE = {"unavailable": 0, "auth_rejected": 1, "rejected": 2, "not_applied": 3}
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: Any
+    media_type: str = JSON
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def problem_answer(problem: Problem, style: ProblemStyle, **extra: Any) -> Answer:
+    body = problem.body(**extra)
+    if style == "d3":
+        body["Error"] = problem.detail
+    return Answer(problem.status, body, PROBLEM_JSON, problem.headers())
+
+
+def _deciding(items: tuple[ItemResult, ...]) -> ItemResult:
+    failed = [item for item in items if item.error is not None]
+    return min(failed, key=lambda item: _PRECEDENCE[_error(item).kind])
+
+
+def _error(item: ItemResult) -> ItemError:
+    if item.error is None:  # pragma: no cover - only failed items are passed
+        raise ValueError("item has no error")
+    return item.error
+
+
+def _failure(outcome: Outcome, style: ProblemStyle, *, embed: bool) -> Answer:
+    item = _deciding(outcome.items)
+    upstream = item.upstream.name if item.upstream else "contraforce"
+    extra = {"outcome": outcome.model_dump(mode="json", by_alias=True)} if embed else {}
+    return problem_answer(from_upstream(upstream, _error(item)), style, **extra)
+
+
+def canonical(outcome: Outcome) -> Answer:
+    body = outcome.model_dump(mode="json", by_alias=True)
+    if outcome.status in {OutcomeStatus.SUCCEEDED, OutcomeStatus.PLANNED}:
+        return Answer(200, body)
+    if outcome.status is OutcomeStatus.PARTIALLY_SUCCEEDED:
+        return Answer(207, body)
+    return _failure(outcome, "problem", embed=True)
+
+
+def _mirror(outcome: Outcome, style: ProblemStyle) -> Answer:
+    if outcome.dry_run:
+        return Answer(200, outcome.model_dump(mode="json", by_alias=True))
+    if outcome.replies:
+        reply = outcome.replies[0]
+        return Answer(200, reply.model_dump(mode="json", by_alias=True, exclude_none=True))
+    return _failure(outcome, style, embed=False)
+
+
+def contraforce_mirror(outcome: Outcome) -> Answer:
+    return _mirror(outcome, "problem")
+
+
+def d3_mirror(outcome: Outcome) -> Answer:
+    return _mirror(outcome, "d3")

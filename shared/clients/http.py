@@ -1,0 +1,307 @@
+"""The resilient sender every upstream client uses: pooled client, pacing, retries, redaction.
+
+- One `httpx.AsyncClient` per upstream (pooled, explicit timeouts), built by the upstream client.
+- Pacing: at most `rate_limit_per_second` requests leave per second (D3 documents 50/s), so
+  bulk work stays under the limit instead of provoking 429s.
+- Retries (stamina): connect errors, timeouts, 408, 429, 500, 502, 503, 504 - exponential
+  backoff with jitter, `Retry-After` (seconds or HTTP-date) honored and capped, within a total
+  time budget that also bounds each attempt's timeout. Never 400/401/403/404/422.
+- Every attempt is logged with its number, method, path (no query), status and duration.
+  Headers and bodies are never logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from http import HTTPStatus
+from typing import Any, Protocol
+
+import httpx
+import stamina
+from aiolimiter import AsyncLimiter
+
+from shared.errors import (
+    Upstream,
+    UpstreamAuthRejected,
+    UpstreamError,
+    UpstreamRejected,
+    UpstreamUnavailable,
+)
+from shared.models.outcome import PreparedRequest
+
+logger = logging.getLogger(__name__)
+
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+MASK = "***"
+USER_AGENT = "incident-link-actions/0.1"
+
+
+class MaskedAuth(Protocol):
+    """An `httpx.Auth` that can also say which headers it sets, with their values masked."""
+
+    def masked_headers(self) -> dict[str, str]: ...
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try one upstream call. Built from settings, shared by every client."""
+
+    attempts: int = 5
+    budget_seconds: float = 60.0
+    initial_wait_seconds: float = 0.5
+    max_wait_seconds: float = 10.0
+    retry_after_cap_seconds: float = 30.0
+
+
+def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
+    """`Retry-After` as seconds from `now`: delta-seconds or an HTTP-date; None if unusable."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+class _Transient(Exception):
+    """One failed attempt that may succeed if tried again."""
+
+    def __init__(self, reason: str, *, status: int | None, retry_after: float | None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class RetryDecider:
+    """stamina backoff hook for one call: retry or not, and how long to wait.
+
+    Returns False (give up), True (stamina's jittered exponential backoff) or a float (the
+    upstream's `Retry-After`, capped). Gives up when the wait would overrun the budget.
+    """
+
+    policy: RetryPolicy
+    deadline: float
+    clock: Callable[[], float]
+
+    def __call__(self, exc: Exception) -> bool | float:
+        if not isinstance(exc, _Transient):
+            return False
+        remaining = self.deadline - self.clock()
+        if exc.retry_after is not None:
+            wait = min(exc.retry_after, self.policy.retry_after_cap_seconds)
+            return wait if wait < remaining else False
+        return remaining > self.policy.max_wait_seconds
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """An upstream answer that is not a transient failure, and how many attempts it took."""
+
+    response: httpx.Response
+    attempts: int
+
+
+class ResilientHttp:
+    """Sends requests to one upstream through one pooled `httpx.AsyncClient`."""
+
+    def __init__(
+        self,
+        *,
+        upstream: Upstream,
+        base_url: str,
+        auth: httpx.Auth,
+        policy: RetryPolicy,
+        timeout: httpx.Timeout,
+        rate_limit_per_second: float | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.upstream: Upstream = upstream
+        self._policy = policy
+        self._timeout = timeout
+        self._clock = clock
+        self._wall_clock = wall_clock
+        # One request per 1/R seconds, no burst: a burst of R could exceed a rolling window.
+        self._limiter = (
+            AsyncLimiter(1, 1.0 / rate_limit_per_second) if rate_limit_per_second else None
+        )
+        self._client = httpx.AsyncClient(
+            base_url=base_url,
+            auth=auth,
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            transport=transport,
+            follow_redirects=False,
+            headers={"User-Agent": USER_AGENT},
+        )
+
+    @property
+    def base_url(self) -> httpx.URL:
+        return self._client.base_url
+
+    def build(
+        self, method: str, path: str, *, json: Any, headers: Mapping[str, str] | None = None
+    ) -> httpx.Request:
+        """Build a request relative to the base URL; `path` must already be encoded."""
+        return self._client.build_request(method, path, json=json, headers=headers)
+
+    async def send(self, request: httpx.Request) -> Delivered:
+        """Send with pacing and retries. Raises `UpstreamUnavailable` when retries run out."""
+        deadline = self._clock() + self._policy.budget_seconds
+        attempts = 0
+        try:
+            async for attempt in stamina.retry_context(
+                on=RetryDecider(self._policy, deadline, self._clock),
+                attempts=self._policy.attempts,
+                timeout=self._policy.budget_seconds,
+                wait_initial=self._policy.initial_wait_seconds,
+                wait_max=self._policy.max_wait_seconds,
+                wait_jitter=self._policy.initial_wait_seconds,
+            ):
+                with attempt:
+                    attempts += 1
+                    response = await self._attempt(request, attempts, deadline)
+                    return Delivered(response, attempts)
+        except _Transient as exc:
+            raise UpstreamUnavailable(
+                f"{self.upstream} unavailable after {attempts} attempt(s): {exc.reason}",
+                upstream=self.upstream,
+                attempts=attempts,
+                status=exc.status,
+                retry_after=exc.retry_after,
+            ) from exc
+        raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover
+
+    async def _attempt(
+        self, request: httpx.Request, number: int, deadline: float
+    ) -> httpx.Response:
+        if self._limiter is not None:
+            await self._limiter.acquire()
+        remaining = deadline - self._clock()
+        if remaining <= 0:
+            raise _Transient("retry budget spent", status=None, retry_after=None)
+        request.extensions["timeout"] = _bounded(self._timeout, remaining).as_dict()
+        started = self._clock()
+        try:
+            response = await self._client.send(request)
+            await response.aread()
+        except httpx.TimeoutException as exc:
+            self._log(request, number, "timeout", started)
+            raise _Transient(
+                f"timed out ({type(exc).__name__})", status=None, retry_after=None
+            ) from exc
+        except httpx.TransportError as exc:
+            self._log(request, number, type(exc).__name__, started)
+            raise _Transient(
+                f"connection failed ({type(exc).__name__})", status=None, retry_after=None
+            ) from exc
+        self._log(request, number, str(response.status_code), started)
+        if response.status_code in RETRYABLE_STATUSES:
+            raise _Transient(
+                f"answered HTTP {response.status_code}",
+                status=response.status_code,
+                retry_after=parse_retry_after(
+                    response.headers.get("retry-after"), now=self._wall_clock()
+                ),
+            )
+        return response
+
+    def _log(self, request: httpx.Request, number: int, result: str, started: float) -> None:
+        logger.info(
+            "upstream=%s attempt=%d %s %s -> %s in %.0f ms",
+            self.upstream,
+            number,
+            request.method,
+            request.url.path,
+            result,
+            (self._clock() - started) * 1000,
+        )
+
+    def describe(self, request: httpx.Request, auth: MaskedAuth) -> PreparedRequest:
+        """The request as it would leave, credentials masked, for a dry run. Sends nothing."""
+        headers = {
+            name: value
+            for name, value in request.headers.items()
+            if name.lower() not in {"content-length", "host", "accept-encoding", "connection"}
+        }
+        headers.update(auth.masked_headers())
+        body = json.loads(request.content) if request.content else None
+        return PreparedRequest(
+            method=request.method, url=str(request.url), headers=headers, body=body
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _bounded(timeout: httpx.Timeout, remaining: float) -> httpx.Timeout:
+    def cap(value: float | None) -> float:
+        return remaining if value is None else min(value, remaining)
+
+    return httpx.Timeout(
+        connect=cap(timeout.connect),
+        read=cap(timeout.read),
+        write=cap(timeout.write),
+        pool=cap(timeout.pool),
+    )
+
+
+def error_for(
+    delivered: Delivered,
+    *,
+    upstream: Upstream,
+    message: str,
+    code: str | None = None,
+    request_id: str | None = None,
+    errors: Mapping[str, list[str]] | None = None,
+) -> UpstreamError:
+    """The typed error for a non-2xx answer that retries did not (or may not) fix."""
+    status = delivered.response.status_code
+    text = f"{upstream} answered HTTP {status}: {message}"
+    if status == HTTPStatus.UNAUTHORIZED:
+        return UpstreamAuthRejected(
+            text,
+            upstream=upstream,
+            attempts=delivered.attempts,
+            status=status,
+            code=code,
+            request_id=request_id,
+            errors=errors,
+        )
+    if HTTPStatus.BAD_REQUEST <= status < HTTPStatus.INTERNAL_SERVER_ERROR:
+        return UpstreamRejected(
+            text,
+            upstream=upstream,
+            attempts=delivered.attempts,
+            status=status,
+            code=code,
+            request_id=request_id,
+            errors=errors,
+        )
+    return UpstreamUnavailable(text, upstream=upstream, attempts=delivered.attempts, status=status)
+
+
+def unreadable(delivered: Delivered, *, upstream: Upstream) -> UpstreamUnavailable:
+    """A 2xx whose body is not the documented shape: treat as an upstream fault."""
+    return UpstreamUnavailable(
+        f"{upstream} answered HTTP {delivered.response.status_code} with a body that is not "
+        "the documented shape",
+        upstream=upstream,
+        attempts=delivered.attempts,
+        status=delivered.response.status_code,
+    )

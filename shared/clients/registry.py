@@ -1,0 +1,128 @@
+"""The process's upstream clients: built from settings on first use, reused, closable.
+
+An `httpx.AsyncClient` must not cross event loops (httpx#2473): clients remember the loop
+they were built on, and a call from another loop builds fresh ones. `reset()` is for tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import httpx
+
+from shared.clients.auth import (
+    BasicCredential,
+    BearerCredential,
+    D3ApiKeyCredential,
+    D3JwtCredential,
+    EntraTokenCredential,
+)
+from shared.clients.contraforce import ContraForceClient, ContraForceCredential
+from shared.clients.d3 import D3Client, D3Credential
+from shared.clients.http import RetryPolicy
+from shared.config import (
+    ApiKeySettings,
+    BasicSettings,
+    D3ApiKeySettings,
+    D3JwtSettings,
+    EntraSettings,
+    Settings,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class _Registry:
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.contraforce: ContraForceClient | None = None
+        self.d3: D3Client | None = None
+
+    def for_this_loop(self) -> _Registry:
+        loop = asyncio.get_running_loop()
+        if self.loop is not loop:
+            if self.loop is not None:
+                logger.info("event loop changed: building new upstream clients")
+            self.loop, self.contraforce, self.d3 = loop, None, None
+        return self
+
+
+_registry = _Registry()
+
+
+def policy_from(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(
+        attempts=settings.retry_attempts,
+        budget_seconds=settings.retry_budget_seconds,
+        initial_wait_seconds=settings.retry_initial_wait_seconds,
+        max_wait_seconds=settings.retry_max_wait_seconds,
+        retry_after_cap_seconds=settings.retry_after_cap_seconds,
+    )
+
+
+def timeout_from(settings: Settings) -> httpx.Timeout:
+    return httpx.Timeout(
+        settings.http_timeout_seconds, connect=settings.http_connect_timeout_seconds
+    )
+
+
+def contraforce_credential(settings: Settings) -> ContraForceCredential:
+    match settings.contraforce_credential():
+        case BasicSettings(client_id, secret):
+            return BasicCredential(client_id, secret)
+        case ApiKeySettings(key):
+            return BearerCredential(key)
+        case EntraSettings(scope):
+            from azure.identity.aio import DefaultAzureCredential
+
+            return EntraTokenCredential(DefaultAzureCredential(), scope)
+
+
+def d3_credential(settings: Settings) -> D3Credential:
+    match settings.d3_credential():
+        case D3ApiKeySettings(header, key):
+            return D3ApiKeyCredential(header, key)
+        case D3JwtSettings(secret):
+            return D3JwtCredential(secret)
+
+
+def contraforce(settings: Settings) -> ContraForceClient:
+    """The ContraForce client of this process (raises `NotConfigured` if it cannot be built)."""
+    registry = _registry.for_this_loop()
+    if registry.contraforce is None:
+        registry.contraforce = ContraForceClient(
+            str(settings.contraforce_base_url),
+            contraforce_credential(settings),
+            policy=policy_from(settings),
+            timeout=timeout_from(settings),
+            rate_limit_per_second=settings.contraforce_rate_limit_per_second,
+        )
+    return registry.contraforce
+
+
+def d3(settings: Settings) -> D3Client:
+    """The D3 client of this process (raises `NotConfigured` if it cannot be built)."""
+    registry = _registry.for_this_loop()
+    if registry.d3 is None:
+        registry.d3 = D3Client(
+            settings.d3_base(),
+            d3_credential(settings),
+            policy=policy_from(settings),
+            timeout=timeout_from(settings),
+            rate_limit_per_second=settings.d3_rate_limit_per_second,
+        )
+    return registry.d3
+
+
+async def aclose() -> None:
+    """Close this process's clients (on shutdown, and between tests)."""
+    clients = [c for c in (_registry.contraforce, _registry.d3) if c is not None]
+    reset()
+    for client in clients:
+        await client.aclose()
+
+
+def reset() -> None:
+    """Forget the clients without closing them (the loop they belong to may be gone)."""
+    _registry.loop, _registry.contraforce, _registry.d3 = None, None, None

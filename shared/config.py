@@ -1,0 +1,168 @@
+"""Settings: read from the environment (app settings in Azure) once, lazily, validated.
+
+Nothing here runs at import. `get_settings()` loads on first use and raises `NotConfigured`
+naming every bad setting (never its value); `reset_settings()` lets tests start over.
+Upstream settings are checked when an action needs them (`contraforce_credential`, `d3_credential`),
+so a D3-only deployment does not need ContraForce credentials and vice versa.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.errors import NotConfigured
+
+KEY_VAULT_REFERENCE = "@Microsoft.KeyVault("
+
+
+@dataclass(frozen=True)
+class BasicSettings:
+    """ContraForce service account: HTTP Basic, the vendor's scheme."""
+
+    client_id: str
+    client_secret: SecretStr
+
+
+@dataclass(frozen=True)
+class ApiKeySettings:
+    """ContraForce bearer API key."""
+
+    api_key: SecretStr
+
+
+@dataclass(frozen=True)
+class EntraSettings:
+    """ContraForce bearer token from azure-identity for a scope."""
+
+    scope: str
+
+
+@dataclass(frozen=True)
+class D3ApiKeySettings:
+    header: str
+    key: SecretStr
+
+
+@dataclass(frozen=True)
+class D3JwtSettings:
+    secret: SecretStr
+
+
+ContraForceCredentialSettings = BasicSettings | ApiKeySettings | EntraSettings
+D3CredentialSettings = D3ApiKeySettings | D3JwtSettings
+
+
+class Settings(BaseSettings):
+    """Every setting the app reads. Names are the environment variable names, upper-cased."""
+
+    model_config = SettingsConfigDict(
+        frozen=True, extra="ignore", case_sensitive=False, env_ignore_empty=True
+    )
+
+    contraforce_base_url: HttpUrl = HttpUrl("https://portal.contraforce.com/api/v2")
+    contraforce_client_id: str | None = None
+    contraforce_client_secret: SecretStr | None = None
+    contraforce_api_key: SecretStr | None = None
+    contraforce_token_scope: str | None = None
+    contraforce_rate_limit_per_second: float = Field(default=20.0, gt=0)
+
+    d3_base_url: HttpUrl | None = None
+    d3_api_key_header: str | None = Field(default=None, pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+    d3_api_key: SecretStr | None = None
+    d3_jwt_secret: SecretStr | None = None
+    d3_default_username: str | None = None
+    d3_default_site: str | None = None
+    d3_rate_limit_per_second: float = Field(default=50.0, gt=0)
+
+    http_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    http_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    retry_attempts: int = Field(default=5, ge=1, le=20)
+    retry_budget_seconds: float = Field(default=60.0, gt=0, le=200)
+    retry_initial_wait_seconds: float = Field(default=0.5, ge=0)
+    retry_max_wait_seconds: float = Field(default=10.0, ge=0)
+    retry_after_cap_seconds: float = Field(default=30.0, ge=0)
+
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_bulk_items: int = Field(default=100, ge=1, le=10_000)
+    bulk_concurrency: int = Field(default=8, ge=1, le=256)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_unresolved_key_vault_reference(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().startswith(KEY_VAULT_REFERENCE):
+            raise ValueError("is an unresolved Key Vault reference")
+        return value
+
+    def contraforce_credential(self) -> ContraForceCredentialSettings:
+        """The one ContraForce credential configured, or `NotConfigured` naming the settings."""
+        found: list[ContraForceCredentialSettings] = []
+        if self.contraforce_client_id or self.contraforce_client_secret:
+            if not (self.contraforce_client_id and self.contraforce_client_secret):
+                raise NotConfigured(
+                    "CONTRAFORCE_CLIENT_ID and CONTRAFORCE_CLIENT_SECRET must be set together",
+                    settings=["CONTRAFORCE_CLIENT_ID", "CONTRAFORCE_CLIENT_SECRET"],
+                )
+            found.append(BasicSettings(self.contraforce_client_id, self.contraforce_client_secret))
+        if self.contraforce_api_key:
+            found.append(ApiKeySettings(self.contraforce_api_key))
+        if self.contraforce_token_scope:
+            found.append(EntraSettings(self.contraforce_token_scope))
+        if len(found) != 1:
+            raise NotConfigured(
+                "set exactly one ContraForce credential: CONTRAFORCE_CLIENT_ID + "
+                "CONTRAFORCE_CLIENT_SECRET (HTTP Basic), CONTRAFORCE_API_KEY (bearer) or "
+                f"CONTRAFORCE_TOKEN_SCOPE (Entra token); found {len(found)}",
+                settings=[
+                    "CONTRAFORCE_CLIENT_ID",
+                    "CONTRAFORCE_API_KEY",
+                    "CONTRAFORCE_TOKEN_SCOPE",
+                ],
+            )
+        return found[0]
+
+    def d3_base(self) -> str:
+        if self.d3_base_url is None:
+            raise NotConfigured("D3_BASE_URL is not set", settings=["D3_BASE_URL"])
+        return str(self.d3_base_url)
+
+    def d3_credential(self) -> D3CredentialSettings:
+        """The one D3 credential configured, or `NotConfigured` naming the settings."""
+        header, key, secret = self.d3_api_key_header, self.d3_api_key, self.d3_jwt_secret
+        if (header is None) != (key is None):
+            raise NotConfigured(
+                "D3_API_KEY_HEADER and D3_API_KEY must be set together",
+                settings=["D3_API_KEY_HEADER", "D3_API_KEY"],
+            )
+        if header is not None and key is not None and secret is None:
+            return D3ApiKeySettings(header, key)
+        if secret is not None and key is None:
+            return D3JwtSettings(secret)
+        raise NotConfigured(
+            "set exactly one D3 credential: D3_API_KEY_HEADER + D3_API_KEY, or D3_JWT_SECRET",
+            settings=["D3_API_KEY_HEADER", "D3_API_KEY", "D3_JWT_SECRET"],
+        )
+
+
+def _names_from(exc: ValidationError) -> list[str]:
+    return sorted({str(err["loc"][0]).upper() for err in exc.errors() if err["loc"]})
+
+
+@cache
+def get_settings() -> Settings:
+    """Load settings on first use; raise `NotConfigured` naming each invalid one."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{str(err['loc'][0]).upper()} {err['msg']}" for err in exc.errors() if err["loc"]
+        )
+        raise NotConfigured(f"invalid settings: {problems}", settings=_names_from(exc)) from exc
+
+
+def reset_settings() -> None:
+    """Forget loaded settings (tests, or after the environment changed)."""
+    get_settings.cache_clear()

@@ -1,0 +1,131 @@
+"""The app's exceptions: one small tree, mapped to answers in one place (`shared.problems`).
+
+```
+AppError
+├── RequestRejected              the caller's request is wrong; never retried
+│   ├── InvalidPayload           400, with `errors` keyed by field
+│   ├── NotFound                 404
+│   ├── PayloadTooLarge          413 (body size or number of items)
+│   └── UnsupportedMediaType     415
+├── NotConfigured                503: a setting the action needs is missing or invalid
+└── UpstreamError                an upstream API failed; `upstream` names it
+    ├── UpstreamUnavailable      no usable answer after retries (transport, timeout, 429, 5xx)
+    └── UpstreamRejected         the upstream answered 4xx: `status`, `code`, `request_id`
+        └── UpstreamAuthRejected the upstream refused *our* credentials (401)
+```
+
+A type exists only where a caller handles it differently. Messages never carry a secret.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+Upstream = Literal["contraforce", "d3"]
+
+
+class AppError(Exception):
+    """Base of every error this app raises on purpose."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class RequestRejected(AppError):
+    """The caller sent something we will not act on."""
+
+    status = 400
+    code = "BAD_REQUEST"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        errors: Mapping[str, Sequence[str]] | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.errors: dict[str, list[str]] = {k: list(v) for k, v in (errors or {}).items()}
+        if code is not None:
+            self.code = code
+
+
+class InvalidPayload(RequestRejected):
+    status = 400
+    code = "VALIDATION_ERROR"
+
+
+class NotFound(RequestRejected):
+    status = 404
+    code = "NOT_FOUND"
+
+
+class PayloadTooLarge(RequestRejected):
+    status = 413
+    code = "PAYLOAD_TOO_LARGE"
+
+
+class UnsupportedMediaType(RequestRejected):
+    status = 415
+    code = "UNSUPPORTED_MEDIA_TYPE"
+
+
+class NotConfigured(AppError):
+    """Settings are missing or invalid; `settings` names them (never their values)."""
+
+    def __init__(self, message: str, *, settings: Sequence[str]) -> None:
+        super().__init__(message)
+        self.settings = tuple(settings)
+
+
+class UpstreamError(AppError):
+    """An upstream call did not do what we asked."""
+
+    def __init__(self, message: str, *, upstream: Upstream, attempts: int) -> None:
+        super().__init__(message)
+        self.upstream: Upstream = upstream
+        self.attempts = attempts
+
+
+class UpstreamUnavailable(UpstreamError):
+    """Transport error, timeout, 429 or 5xx, still failing when the retry budget ran out."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        upstream: Upstream,
+        attempts: int,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, upstream=upstream, attempts=attempts)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class UpstreamRejected(UpstreamError):
+    """The upstream answered 4xx: retrying the same request cannot help."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        upstream: Upstream,
+        attempts: int,
+        status: int,
+        code: str | None = None,
+        request_id: str | None = None,
+        errors: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
+        super().__init__(message, upstream=upstream, attempts=attempts)
+        self.status = status
+        self.code = code
+        self.request_id = request_id
+        self.errors: dict[str, list[str]] = {k: list(v) for k, v in (errors or {}).items()}
+
+
+class UpstreamAuthRejected(UpstreamRejected):
+    """The upstream refused the credentials this app is configured with."""

@@ -1,0 +1,276 @@
+"""Raw request → Commands. Nothing past this module sees raw JSON.
+
+Order of checks: content type (415) → size (413) → JSON syntax (400, says where) → item count
+(413) → schema (400, `errors` keyed by JSON path) → Commands.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from uuid import UUID
+
+from pydantic import BaseModel, ValidationError
+
+from shared.config import Settings
+from shared.errors import InvalidPayload, PayloadTooLarge, RequestRejected, UnsupportedMediaType
+from shared.models.commands import (
+    Command,
+    IncidentInput,
+    RemoveLinkedIncidents,
+    RemoveLinkedIncidentsBulkInput,
+    RemoveLinkedIncidentsInput,
+    UnlinkTicket,
+    UnlinkTicketBulkInput,
+    UnlinkTicketInput,
+)
+from shared.models.contraforce import IncidentReference, UnlinkServiceTicketRequest
+from shared.models.d3 import RemoveLinkedIncidentsEnvelope
+
+M = TypeVar("M", bound=BaseModel)
+_ECHO_LIMIT = 64
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """The parts of an HTTP request the parsers may read."""
+
+    body: bytes
+    content_type: str | None
+    route_params: Mapping[str, str]
+    query: Mapping[str, str]
+
+
+def read_json(incoming: Incoming, *, max_bytes: int) -> Any:
+    """The body as JSON, or the reason it is not acceptable."""
+    media_type = (incoming.content_type or "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        shown = media_type or "none"
+        raise UnsupportedMediaType(
+            f"Content-Type must be application/json, got {shown}",
+            errors={"Content-Type": [f"must be application/json, got {shown}"]},
+        )
+    if len(incoming.body) > max_bytes:
+        raise PayloadTooLarge(
+            f"body is {len(incoming.body)} bytes; the limit is {max_bytes} (MAX_BODY_BYTES)",
+            errors={"": [f"body exceeds {max_bytes} bytes"]},
+        )
+    if not incoming.body.strip():
+        raise RequestRejected("request body is required", errors={"": ["body is empty"]})
+    try:
+        return json.loads(incoming.body)
+    except UnicodeDecodeError as exc:
+        raise RequestRejected(
+            f"body is not UTF-8 text: invalid byte at position {exc.start}",
+            errors={"": ["body is not UTF-8"]},
+            code="MALFORMED_JSON",
+        ) from exc
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno} column {exc.colno} (char {exc.pos})"
+        raise RequestRejected(
+            f"body is not valid JSON: {exc.msg} at {where}",
+            errors={"": [f"{exc.msg} at {where}"]},
+            code="MALFORMED_JSON",
+        ) from exc
+    except RecursionError as exc:
+        raise RequestRejected(
+            "body is nested too deeply to be read",
+            errors={"": ["nesting too deep"]},
+            code="MALFORMED_JSON",
+        ) from exc
+
+
+def json_path(loc: tuple[int | str, ...], prefix: str = "") -> str:
+    path = prefix
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def parse(model: type[M], data: Any, *, prefix: str = "") -> M:
+    """Validate `data` as `model`; errors are keyed by JSON path and say what was wrong."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors: dict[str, list[str]] = {}
+        for err in exc.errors(include_url=False):
+            message = err["msg"]
+            value = err.get("input")
+            if err["type"] != "missing" and isinstance(value, str | int | float | bool):
+                shown = repr(value)
+                if len(shown) <= _ECHO_LIMIT:
+                    message += f", got {shown}"
+            errors.setdefault(json_path(tuple(err["loc"]), prefix), []).append(message)
+        summary = "; ".join(f"{path or 'body'}: {'; '.join(msgs)}" for path, msgs in errors.items())
+        raise InvalidPayload(f"invalid request: {summary}", errors=errors) from exc
+
+
+def dry_run_requested(incoming: Incoming) -> bool:
+    value = incoming.query.get("dryRun")
+    if value is None:
+        return False
+    flag = value.strip().lower()
+    if flag in {"true", "1", ""}:
+        return True
+    if flag in {"false", "0"}:
+        return False
+    raise InvalidPayload(
+        f"dryRun must be true or false, got {value!r}",
+        errors={"dryRun": [f"must be true or false, got {value!r}"]},
+    )
+
+
+def _check_items(data: Any, limit: int) -> None:
+    field = "items"
+    if isinstance(data, dict) and isinstance(data.get(field), list) and len(data[field]) > limit:
+        raise PayloadTooLarge(
+            f"{field} has {len(data[field])} entries; the limit is {limit} (MAX_BULK_ITEMS)",
+            errors={field: [f"at most {limit} entries"]},
+            code="TOO_MANY_ITEMS",
+        )
+
+
+def _require_reference(incident: IncidentReference | IncidentInput, path: str) -> None:
+    if not (incident.id or incident.number):
+        raise InvalidPayload(
+            f"{path} needs an id or a number",
+            errors={path: ["needs an id or a number to identify the incident"]},
+        )
+
+
+def _workspace_id(text: str) -> UUID:
+    try:
+        return UUID(text)
+    except ValueError as exc:
+        shown = repr(text[:_ECHO_LIMIT])
+        raise InvalidPayload(
+            f"workspaceId must be a UUID, got {shown}",
+            errors={"workspaceId": [f"must be a UUID, got {shown}"]},
+        ) from exc
+
+
+def _linked(values: list[str], field: str, settings: Settings) -> tuple[str, ...]:
+    """Linked incident numbers, in order, without repeats, at most MAX_BULK_ITEMS."""
+    unique = tuple(dict.fromkeys(values))
+    if len(unique) > settings.max_bulk_items:
+        raise PayloadTooLarge(
+            f"{field} has {len(unique)} entries; the limit is {settings.max_bulk_items} "
+            "(MAX_BULK_ITEMS)",
+            errors={field: [f"at most {settings.max_bulk_items} entries"]},
+            code="TOO_MANY_ITEMS",
+        )
+    return unique
+
+
+def _user_and_site(
+    username: str | None, site: str | None, settings: Settings, *, fields: tuple[str, str]
+) -> tuple[str, str]:
+    """The D3 user and site: the caller's, else the configured defaults."""
+    username = username or settings.d3_default_username
+    site = site or settings.d3_default_site
+    if username and site:
+        return username, site
+    errors = {
+        field: [f"is required (no {setting} is configured)"]
+        for field, value, setting in (
+            (fields[0], username, "D3_DEFAULT_USERNAME"),
+            (fields[1], site, "D3_DEFAULT_SITE"),
+        )
+        if not value
+    }
+    raise InvalidPayload(f"{' and '.join(errors)} required", errors=errors)
+
+
+# ---- one parser per route family --------------------------------------------------------------
+
+
+def contraforce_mirror(incoming: Incoming, settings: Settings) -> list[Command]:
+    """`POST contraforce/workspaces/{workspaceId}/tickets/unlink` with the vendor's body."""
+    workspace_id = _workspace_id(incoming.route_params.get("workspaceId", ""))
+    body = parse(UnlinkServiceTicketRequest, read_json(incoming, max_bytes=settings.max_body_bytes))
+    if body.incident is None:
+        raise InvalidPayload("incident is required", errors={"incident": ["is required"]})
+    _require_reference(body.incident, "incident")
+    given = body.incident.workspace_id
+    if given is not None and given.strip().lower() != str(workspace_id):
+        raise InvalidPayload(
+            "incident.workspaceId differs from the workspaceId in the path",
+            errors={"incident.workspaceId": ["must equal the workspaceId in the path"]},
+        )
+    incident = body.incident.model_copy(update={"workspace_id": str(workspace_id)})
+    return [UnlinkTicket(workspace_id=workspace_id, incident=incident)]
+
+
+def d3_mirror(incoming: Incoming, settings: Settings) -> list[Command]:
+    """`POST d3/Command/RemoveLinkedIncidents` with D3's own envelope."""
+    envelope = parse(
+        RemoveLinkedIncidentsEnvelope, read_json(incoming, max_bytes=settings.max_body_bytes)
+    )
+    username, site = _user_and_site(
+        envelope.username, envelope.site, settings, fields=("Username", "Site")
+    )
+    params = envelope.command_params
+    linked = _linked(
+        params.linked_incidents, "CommandParams.Linked Incident Numbers to be Removed", settings
+    )
+    return [
+        RemoveLinkedIncidents(
+            site=site,
+            username=username,
+            source_incident=params.source_incident,
+            linked_incidents=linked,
+        )
+    ]
+
+
+def canonical_unlink(incoming: Incoming, settings: Settings) -> list[Command]:
+    """`POST actions/unlink-ticket`: one `{workspaceId, incident}` or `{items: [...]}`."""
+    data = read_json(incoming, max_bytes=settings.max_body_bytes)
+    _check_items(data, settings.max_bulk_items)
+    if isinstance(data, dict) and "items" in data:
+        items = parse(UnlinkTicketBulkInput, data).items
+        prefixes = [f"items[{i}]." for i in range(len(items))]
+    else:
+        items, prefixes = [parse(UnlinkTicketInput, data)], [""]
+    commands: list[Command] = []
+    for item, prefix in zip(items, prefixes, strict=True):
+        _require_reference(item.incident, f"{prefix}incident")
+        reference = IncidentReference.model_validate(
+            {
+                "id": item.incident.id,
+                "number": item.incident.number,
+                "source": item.incident.source,
+                "workspaceId": str(item.workspace_id),
+            }
+        )
+        commands.append(UnlinkTicket(workspace_id=item.workspace_id, incident=reference))
+    return commands
+
+
+def canonical_remove(incoming: Incoming, settings: Settings) -> list[Command]:
+    """`POST actions/remove-linked-incidents`: one command or `{items: [...]}`."""
+    data = read_json(incoming, max_bytes=settings.max_body_bytes)
+    _check_items(data, settings.max_bulk_items)
+    if isinstance(data, dict) and "items" in data:
+        items = parse(RemoveLinkedIncidentsBulkInput, data).items
+        prefixes = [f"items[{i}]." for i in range(len(items))]
+    else:
+        items, prefixes = [parse(RemoveLinkedIncidentsInput, data)], [""]
+    commands: list[Command] = []
+    for item, prefix in zip(items, prefixes, strict=True):
+        username, site = _user_and_site(
+            item.username, item.site, settings, fields=(f"{prefix}username", f"{prefix}site")
+        )
+        commands.append(
+            RemoveLinkedIncidents(
+                site=site,
+                username=username,
+                source_incident=item.source_incident,
+                linked_incidents=_linked(
+                    item.linked_incidents, f"{prefix}linkedIncidents", settings
+                ),
+            )
+        )
+    return commands

@@ -1,0 +1,1 @@
+"""Typed models: vendor schemas (`contraforce`, `d3`), `commands`, and the `outcome`."""

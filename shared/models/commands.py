@@ -1,0 +1,75 @@
+"""Commands: one validated, frozen model per action. Every caller's payload becomes one.
+
+Also the canonical (camelCase) request bodies of `/api/actions/...`, single or bulk.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.models.base import BoundedId, D3Name, InboundModel, IncidentNumber
+from shared.models.contraforce import IncidentReference, Source
+
+
+class _Command(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class UnlinkTicket(_Command):
+    """Unlink the service ticket of one ContraForce incident."""
+
+    kind: Literal["unlink_ticket"] = "unlink_ticket"
+    workspace_id: UUID
+    incident: IncidentReference
+
+    @property
+    def target(self) -> str:
+        ref = self.incident.id or self.incident.number or "?"
+        source = f"{self.incident.source.value}/" if self.incident.source else ""
+        return f"{self.workspace_id}/{source}{ref}"
+
+
+class RemoveLinkedIncidents(_Command):
+    """Remove links from one D3 source incident to each of `linked_incidents`."""
+
+    kind: Literal["remove_linked_incidents"] = "remove_linked_incidents"
+    site: D3Name
+    username: D3Name
+    source_incident: IncidentNumber
+    linked_incidents: tuple[IncidentNumber, ...] = Field(min_length=1)
+
+
+Command = Annotated[UnlinkTicket | RemoveLinkedIncidents, Field(discriminator="kind")]
+Action = Literal["unlink_ticket", "remove_linked_incidents"]
+
+
+# ---- canonical request bodies (camelCase) ---------------------------------------------------
+
+
+class IncidentInput(InboundModel):
+    id: BoundedId | None = None
+    number: BoundedId | None = None
+    source: Source | None = None
+
+
+class UnlinkTicketInput(InboundModel):
+    workspace_id: UUID = Field(alias="workspaceId")
+    incident: IncidentInput
+
+
+class UnlinkTicketBulkInput(InboundModel):
+    items: list[UnlinkTicketInput] = Field(min_length=1)
+
+
+class RemoveLinkedIncidentsInput(InboundModel):
+    site: D3Name | None = None
+    username: D3Name | None = None
+    source_incident: IncidentNumber = Field(alias="sourceIncident")
+    linked_incidents: list[IncidentNumber] = Field(alias="linkedIncidents", min_length=1)
+
+
+class RemoveLinkedIncidentsBulkInput(InboundModel):
+    items: list[RemoveLinkedIncidentsInput] = Field(min_length=1)

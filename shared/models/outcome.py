@@ -1,0 +1,95 @@
+"""The Outcome: one answer shape for every action and every caller."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import Field
+
+from shared.errors import Upstream
+from shared.models.base import CamelModel
+from shared.models.commands import Action
+from shared.models.contraforce import ApiResponseOfboolean
+from shared.models.d3 import D3CommandResponse
+
+
+class ItemStatus(StrEnum):
+    SUCCEEDED = "succeeded"
+    NOT_APPLIED = "not_applied"  # the upstream answered, and did not do it (nothing linked)
+    FAILED = "failed"  # the upstream failed or refused
+    PLANNED = "planned"  # dry run: validated, nothing sent
+
+
+class OutcomeStatus(StrEnum):
+    SUCCEEDED = "succeeded"
+    PARTIALLY_SUCCEEDED = "partially_succeeded"
+    FAILED = "failed"
+    PENDING = "pending"
+    PLANNED = "planned"
+
+
+ErrorKind = Literal["not_applied", "rejected", "auth_rejected", "unavailable"]
+
+
+class UpstreamInfo(CamelModel):
+    name: Upstream
+    status: int | None = None
+    request_id: str | None = None
+
+
+class ItemError(CamelModel):
+    kind: ErrorKind
+    message: str
+    code: str | None = None
+    upstream_status: int | None = None
+    request_id: str | None = None
+    retry_after: float | None = None
+    errors: dict[str, list[str]] | None = None
+
+
+class PreparedRequest(CamelModel):
+    """The exact upstream request of a dry run, secrets masked."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: Any
+
+
+class ItemResult(CamelModel):
+    target: str
+    status: ItemStatus
+    message: str | None = None
+    upstream: UpstreamInfo | None = None
+    attempts: int = 0
+    error: ItemError | None = None
+    request: PreparedRequest | None = None
+
+
+VendorReply = ApiResponseOfboolean | D3CommandResponse
+
+
+class Outcome(CamelModel):
+    operation_id: str
+    action: Action
+    status: OutcomeStatus
+    items: tuple[ItemResult, ...]
+    upstream: UpstreamInfo | None = None
+    attempts: int = 0
+    dry_run: bool = False
+    started_at: datetime
+    finished_at: datetime | None = None
+    # The upstream's own answers, for the drop-in mirror routes. Never serialized.
+    replies: tuple[VendorReply, ...] = Field(default=(), exclude=True)
+
+    @staticmethod
+    def status_of(items: tuple[ItemResult, ...]) -> OutcomeStatus:
+        """succeeded if every item did, partially_succeeded if some did, failed if none did."""
+        if items and all(item.status is ItemStatus.PLANNED for item in items):
+            return OutcomeStatus.PLANNED
+        done = sum(item.status is ItemStatus.SUCCEEDED for item in items)
+        if items and done == len(items):
+            return OutcomeStatus.SUCCEEDED
+        return OutcomeStatus.PARTIALLY_SUCCEEDED if done else OutcomeStatus.FAILED
