@@ -1,0 +1,258 @@
+"""The resilient client on httpx.MockTransport: what it retries, waits for and hides."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from uuid import UUID
+
+import httpx
+import pytest
+import stamina
+from pydantic import SecretStr
+
+from shared.clients.auth import BasicCredential, D3ApiKeyCredential
+from shared.clients.contraforce import ContraForceClient
+from shared.clients.d3 import D3Client
+from shared.clients.http import RetryDecider, RetryPolicy, _Transient, parse_retry_after
+from shared.errors import UpstreamAuthRejected, UpstreamRejected, UpstreamUnavailable
+from shared.models.commands import RemoveLinkedIncidents, UnlinkTicket
+from shared.models.contraforce import IncidentReference
+
+WORKSPACE = UUID("7b2d8c1e-0f4a-4c5e-9a51-2d1f0e6b9c3a")
+SECRET = "s3cret-value-never-shown"
+NO_WAIT = RetryPolicy(
+    attempts=4,
+    budget_seconds=30,
+    initial_wait_seconds=0,
+    max_wait_seconds=0,
+    retry_after_cap_seconds=5,
+)
+OK = httpx.Response(200, json={"data": True, "meta": {"requestId": "r-ok"}})
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+@pytest.fixture(autouse=True)
+def no_real_waits() -> Iterator[None]:
+    """stamina's test mode: the configured attempts, zero sleeps (waits are tested below)."""
+    stamina.set_testing(True, attempts=100, cap=True)
+    yield
+    stamina.set_testing(False)
+
+
+def scripted(*responses: httpx.Response | Exception) -> tuple[Handler, list[httpx.Request]]:
+    """A handler answering each request with the next response (or raising the exception)."""
+    seen: list[httpx.Request] = []
+    queue = list(responses)
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        item = queue.pop(0) if len(queue) > 1 else queue[0]
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    return handle, seen
+
+
+def contraforce(handler: Handler, policy: RetryPolicy = NO_WAIT) -> ContraForceClient:
+    return ContraForceClient(
+        "https://cf.example/api/v2",
+        BasicCredential("client-id", SecretStr(SECRET)),
+        policy=policy,
+        timeout=httpx.Timeout(5),
+        rate_limit_per_second=None,
+        transport=httpx.MockTransport(handler),
+    )
+
+
+def unlink() -> UnlinkTicket:
+    return UnlinkTicket(
+        workspace_id=WORKSPACE,
+        incident=IncidentReference.model_validate({"id": "inc-1", "workspaceId": str(WORKSPACE)}),
+    )
+
+
+@pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
+async def test_transient_status_is_retried_until_success(status: int) -> None:
+    handler, seen = scripted(httpx.Response(status), httpx.Response(status), OK)
+    answer = await contraforce(handler).unlink_ticket(unlink())
+    assert (answer.reply.data, answer.attempts, len(seen)) == (True, 3, 3)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [httpx.ConnectError("refused"), httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("reset")],
+)
+async def test_transport_errors_are_retried(error: Exception) -> None:
+    handler, seen = scripted(error, OK)
+    answer = await contraforce(handler).unlink_ticket(unlink())
+    assert (answer.attempts, len(seen)) == (2, 2)
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
+async def test_client_errors_are_never_retried(status: int) -> None:
+    handler, seen = scripted(httpx.Response(status, json={"code": "X", "status": status}))
+    with pytest.raises(UpstreamRejected):
+        await contraforce(handler).unlink_ticket(unlink())
+    assert len(seen) == 1
+
+
+async def test_attempts_are_bounded_then_upstream_unavailable_names_the_upstream() -> None:
+    handler, seen = scripted(httpx.Response(503, headers={"Retry-After": "2"}))
+    with pytest.raises(UpstreamUnavailable) as caught:
+        await contraforce(handler).unlink_ticket(unlink())
+    assert len(seen) == NO_WAIT.attempts
+    assert caught.value.upstream == "contraforce"
+    assert caught.value.status == 503
+    assert caught.value.retry_after == 2.0
+    assert "contraforce unavailable after 4 attempt(s)" in caught.value.message
+
+
+async def test_401_is_our_credentials_refused_and_carries_the_problem_fields() -> None:
+    problem = {
+        "status": "401",
+        "code": "UNAUTHORIZED",
+        "requestId": "req-9",
+        "title": "Unauthorized",
+    }
+    handler, _ = scripted(httpx.Response(401, json=problem))
+    with pytest.raises(UpstreamAuthRejected) as caught:
+        await contraforce(handler).unlink_ticket(unlink())
+    assert (caught.value.status, caught.value.code, caught.value.request_id) == (
+        401,
+        "UNAUTHORIZED",
+        "req-9",
+    )
+
+
+async def test_non_json_error_page_is_still_a_typed_error() -> None:
+    page = httpx.Response(404, text="<html>not here</html>", headers={"content-type": "text/html"})
+    handler, _ = scripted(page)
+    with pytest.raises(UpstreamRejected) as caught:
+        await contraforce(handler).unlink_ticket(unlink())
+    assert caught.value.status == 404
+
+
+async def test_html_502_after_retries_is_upstream_unavailable() -> None:
+    handler, _ = scripted(httpx.Response(502, text="<html>Bad Gateway</html>"))
+    with pytest.raises(UpstreamUnavailable):
+        await contraforce(handler).unlink_ticket(unlink())
+
+
+async def test_200_with_an_undocumented_body_is_an_upstream_fault_not_a_success() -> None:
+    handler, _ = scripted(httpx.Response(200, json={"data": "yes"}))
+    with pytest.raises(UpstreamUnavailable, match="not the documented shape"):
+        await contraforce(handler).unlink_ticket(unlink())
+
+
+async def test_request_goes_to_the_settings_base_url_with_only_the_uuid_in_the_path() -> None:
+    handler, seen = scripted(OK)
+    await contraforce(handler).unlink_ticket(unlink())
+    assert str(seen[0].url) == f"https://cf.example/api/v2/workspaces/{WORKSPACE}/tickets/unlink"
+    assert seen[0].headers["authorization"].startswith("Basic ")
+
+
+async def test_each_attempt_timeout_is_bounded_by_the_remaining_budget() -> None:
+    handler, seen = scripted(OK)
+    policy = RetryPolicy(attempts=2, budget_seconds=3, initial_wait_seconds=0, max_wait_seconds=0)
+    await contraforce(handler, policy).unlink_ticket(unlink())
+    timeout = seen[0].extensions["timeout"]
+    assert 0 < timeout["read"] <= 3
+    assert 0 < timeout["connect"] <= 3
+
+
+async def test_d3_sends_the_api_key_in_the_configured_header() -> None:
+    handler, seen = scripted(
+        httpx.Response(200, json={"error": "", "returnData": {"Status": "Successful"}})
+    )
+    client = D3Client(
+        "https://d3.example/MainApp/VSOC/api",
+        D3ApiKeyCredential("X-D3-Key", SecretStr(SECRET)),
+        policy=NO_WAIT,
+        timeout=httpx.Timeout(5),
+        transport=httpx.MockTransport(handler),
+    )
+    command = RemoveLinkedIncidents(
+        site="SOC", username="Admin", source_incident="1", linked_incidents=("2",)
+    )
+    await client.remove_linked_incidents(command)
+    assert str(seen[0].url) == "https://d3.example/MainApp/VSOC/api/Command/RemoveLinkedIncidents"
+    assert seen[0].headers["X-D3-Key"] == SECRET
+    await client.aclose()
+
+
+async def test_attempts_are_logged_with_their_number_and_never_a_secret(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    handler, _ = scripted(httpx.Response(500), OK)
+    with caplog.at_level(logging.DEBUG):
+        await contraforce(handler).unlink_ticket(unlink())
+    attempts = [r.getMessage() for r in caplog.records if "attempt=" in r.getMessage()]
+    assert [("attempt=1" in m, "attempt=2" in m) for m in attempts] == [
+        (True, False),
+        (False, True),
+    ]
+    assert SECRET not in caplog.text
+    assert "Basic " not in caplog.text
+
+
+def test_dry_run_description_masks_the_credential() -> None:
+    client = contraforce(scripted(OK)[0])
+    described = client.describe(client.prepare_unlink(unlink()))
+    assert described.headers["Authorization"] == "Basic ***"
+    assert SECRET not in described.model_dump_json()
+    assert described.body == {"incident": {"id": "inc-1", "workspaceId": str(WORKSPACE)}}
+
+
+# ---- the retry decision, with an injected clock ---------------------------------------------
+
+
+def decider(now: float = 0.0, budget: float = 30.0) -> RetryDecider:
+    return RetryDecider(NO_WAIT, deadline=budget, clock=lambda: now)
+
+
+def test_retry_after_is_the_wait_when_it_fits_the_budget() -> None:
+    assert decider()(_Transient("429", status=429, retry_after=2.0)) == 2.0
+
+
+def test_retry_after_is_capped() -> None:
+    assert (
+        decider()(_Transient("429", status=429, retry_after=600.0))
+        == NO_WAIT.retry_after_cap_seconds
+    )
+
+
+def test_no_retry_when_retry_after_would_overrun_the_budget() -> None:
+    assert decider(now=28.0)(_Transient("429", status=429, retry_after=3.0)) is False
+
+
+def test_backoff_retry_only_while_budget_remains() -> None:
+    assert decider(now=10.0)(_Transient("503", status=503, retry_after=None)) is True
+    assert decider(now=30.0)(_Transient("503", status=503, retry_after=None)) is False
+
+
+def test_other_exceptions_are_not_retried() -> None:
+    assert decider()(ValueError("bug")) is False
+
+
+NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("7", 7.0),
+        (" 0 ", 0.0),
+        ("Mon, 23 Nov 2026 12:00:30 GMT", 30.0),
+        ("Mon, 23 Nov 2026 11:59:00 GMT", 0.0),
+        ("soon", None),
+        (None, None),
+    ],
+)
+def test_retry_after_parses_seconds_and_http_dates(
+    header: str | None, seconds: float | None
+) -> None:
+    assert parse_retry_after(header, now=NOW) == seconds
