@@ -36,7 +36,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
@@ -425,6 +425,7 @@ class LocalHost:
         host_json: Mapping[str, Any],
         function_key: str,
         master_key: str | None = None,
+        on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
     ) -> None:
         if not function_key:
             raise ValueError("function_key must not be empty")
@@ -432,6 +433,7 @@ class LocalHost:
             raise ValueError("master_key must not be empty (pass None for no master key)")
         self._function_key = function_key.encode()
         self._master_key = None if master_key is None else master_key.encode()
+        self._on_shutdown = tuple(on_shutdown)
         self.route_prefix = route_prefix_from(host_json)
 
         http_functions: list[_HttpFunction] = []
@@ -474,7 +476,7 @@ class LocalHost:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await _lifespan(receive, send, self._on_shutdown)
             return
         if scope["type"] != "http":
             await receive()
@@ -613,11 +615,15 @@ async def _invoke(
     return _encode_response(out.get() if out is not None else result)
 
 
-async def _lifespan(receive: Receive, send: Send) -> None:
+async def _lifespan(
+    receive: Receive, send: Send, on_shutdown: Sequence[Callable[[], Awaitable[None]]]
+) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            for hook in on_shutdown:
+                await hook()
             await send({"type": "lifespan.shutdown.complete"})
             return

@@ -504,8 +504,18 @@ async def test_each_request_logs_one_line_without_query_string_or_key(
     assert message.endswith("ms")
 
 
-async def test_lifespan_startup_and_shutdown_complete() -> None:
-    host = LocalHost(make_app(echo_blueprint("ping")), host_json={}, function_key=FUNCTION_KEY)
+async def test_lifespan_shutdown_runs_the_shutdown_hooks_then_completes() -> None:
+    closed: list[str] = []
+
+    async def close_clients() -> None:
+        closed.append("clients")
+
+    host = LocalHost(
+        make_app(echo_blueprint("ping")),
+        host_json={},
+        function_key=FUNCTION_KEY,
+        on_shutdown=[close_clients],
+    )
     incoming: list[dict[str, Any]] = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
     sent: list[str] = []
 
@@ -517,6 +527,7 @@ async def test_lifespan_startup_and_shutdown_complete() -> None:
 
     await host.asgi({"type": "lifespan"}, receive, send)
     assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert closed == ["clients"]
 
 
 def test_uvicorn_detects_the_host_as_an_asgi3_app() -> None:

@@ -1,0 +1,157 @@
+"""`make run`: serve function_app.py on http://localhost:7071/api against the sandbox.
+
+Starts a sandbox simulator for each upstream whose base URL is not set in the environment,
+points the app's settings at it, serves every trigger of the real `function_app.app` through
+the local host, and prints the URLs, the function key and ready-to-paste curl commands.
+Everything honors the environment: `PORT`, `HOST`, `LOCAL_FUNCTION_KEY`, and every app setting
+(with `CONTRAFORCE_BASE_URL` / `D3_BASE_URL` set, that simulator is not started).
+Ctrl-C stops it all.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shlex
+import sys
+from collections.abc import MutableMapping
+from contextlib import ExitStack
+from pathlib import Path
+
+import uvicorn
+
+from function_app import app
+from local.host import LocalHost, load_host_json
+from local.sandbox import contraforce as cf_sandbox
+from local.sandbox import d3 as d3_sandbox
+from local.sandbox.contraforce_state import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_WORKSPACE_ID
+from local.sandbox.d3_state import DEMO_SITE, DEMO_USERNAME
+from local.server import serve_in_thread
+from shared.clients import registry
+
+ROOT = Path(__file__).resolve().parents[1]
+logger = logging.getLogger("local")
+
+
+def _start_sandboxes(stack: ExitStack, env: MutableMapping[str, str]) -> list[str]:
+    """Start the simulators the environment does not replace; return their summaries."""
+    summaries = []
+    if not env.get("CONTRAFORCE_BASE_URL"):
+        cf_app = cf_sandbox.create_app()
+        server = stack.enter_context(serve_in_thread(cf_app))
+        env["CONTRAFORCE_BASE_URL"] = f"{server.base_url}/api/v2"
+        env["CONTRAFORCE_CLIENT_ID"] = DEMO_CLIENT_ID
+        env["CONTRAFORCE_CLIENT_SECRET"] = DEMO_CLIENT_SECRET
+        summaries.append(cf_sandbox.simulator_of(cf_app).summary(server.base_url))
+    if not env.get("D3_BASE_URL"):
+        simulator = d3_sandbox.D3Simulator()
+        server = stack.enter_context(serve_in_thread(simulator.app))
+        env["D3_BASE_URL"] = f"{server.base_url}{simulator.api_path}"
+        env["D3_API_KEY_HEADER"] = d3_sandbox.DEFAULT_API_KEY_HEADER
+        env["D3_API_KEY"] = d3_sandbox.DEFAULT_API_KEY
+        env.setdefault("D3_DEFAULT_USERNAME", DEMO_USERNAME)
+        env.setdefault("D3_DEFAULT_SITE", DEMO_SITE)
+        summaries.append(simulator.summary(server.base_url))
+    return summaries
+
+
+def curl_examples(base: str, key: str) -> str:
+    """Ready-to-paste commands against the demo data."""
+    ws = DEMO_WORKSPACE_ID
+    examples = [
+        (
+            "Unlink the ServiceNow ticket of incident #1001 (canonical route, Outcome answer)",
+            f"{base}/actions/unlink-ticket",
+            {"workspaceId": str(ws), "incident": {"number": "1001", "source": "Sentinel"}},
+        ),
+        (
+            "ContraForce drop-in route: answers {data, meta}; run it twice to see data=false",
+            f"{base}/contraforce/workspaces/{ws}/tickets/unlink",
+            {"incident": {"number": "1002", "source": "DefenderXDR"}},
+        ),
+        (
+            "Remove linked D3 incidents: D3's own sample, answered Partially Successful",
+            f"{base}/d3/Command/RemoveLinkedIncidents",
+            {
+                "Username": DEMO_USERNAME,
+                "Site": DEMO_SITE,
+                "CommandParams": {
+                    "Linked Incident Numbers to be Removed": ["20210127-198", "20210127-197"],
+                    "Source Incident Number": "20231025-130",
+                },
+            },
+        ),
+        (
+            "Partial success on the canonical route: HTTP 207 with one item per incident",
+            f"{base}/actions/remove-linked-incidents",
+            {"sourceIncident": "20231025-130", "linkedIncidents": ["20231025-131", "20210127-198"]},
+        ),
+        (
+            "Dry run: the exact upstream request, credentials masked, nothing sent",
+            f"{base}/actions/unlink-ticket?dryRun=true",
+            {"workspaceId": str(ws), "incident": {"number": "1004"}},
+        ),
+    ]
+    lines = []
+    for title, url, body in examples:
+        lines.append(f"# {title}")
+        lines.append(
+            f"curl -s -X POST {shlex.quote(url)} -H 'Content-Type: application/json' "
+            f"-H 'x-functions-key: {key}' -d {shlex.quote(json.dumps(body))}"
+        )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    host = os.environ.get("HOST", "127.0.0.1")
+    port = int(os.environ.get("PORT", "7071"))
+    key = os.environ.get("LOCAL_FUNCTION_KEY") or secrets.token_urlsafe(24)
+
+    with ExitStack() as stack:
+        summaries = _start_sandboxes(stack, os.environ)
+        local_host = LocalHost(
+            app,
+            host_json=load_host_json(ROOT / "host.json"),
+            function_key=key,
+            on_shutdown=[registry.aclose],
+        )
+        base = f"http://localhost:{port}/{local_host.route_prefix}".rstrip("/")
+        out = [
+            "",
+            "Incident Link Actions - local host (function_app.py, no Core Tools)",
+            f"  base URL      {base}",
+            f"  function key  {key}   (header x-functions-key, or ?code=)",
+            f"  health        {base}/health",
+            "  routes:",
+            *(
+                f"    {','.join(r.methods or ('ANY',)):<5} {r.path:<55} {r.auth_level.name.lower()}"
+                for r in local_host.http_routes
+            ),
+            "",
+            *summaries,
+            "",
+            curl_examples(base, key),
+            "Ctrl-C stops the host and the simulators.",
+            "",
+        ]
+        sys.stdout.write("\n".join(out) + "\n")
+        sys.stdout.flush()
+        uvicorn.run(
+            local_host.asgi,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,83 @@
+"""Admin routes shared by the sandbox simulators (no auth: loopback sandboxes only).
+
+`GET /_sandbox/state`, `GET /_sandbox/counters`, `GET|POST|DELETE /_sandbox/faults`,
+`POST /_sandbox/reset`. Faults never apply to these routes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Protocol
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from local.sandbox.faults import FaultGate, FaultPlan
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "/_sandbox"
+
+
+class Sandbox(Protocol):
+    """What the admin routes need from a simulator."""
+
+    @property
+    def gate(self) -> FaultGate:
+        """The simulator's fault plan and counters."""
+        ...
+
+    def snapshot(self) -> dict[str, Any]:
+        """The simulator's state as JSON, including its `effects` list."""
+        ...
+
+    def reset(self) -> None:
+        """Restore the initial state, clear faults and counters."""
+        ...
+
+
+def admin_routes(sandbox: Sandbox) -> list[BaseRoute]:
+    """The `/_sandbox/...` routes for one simulator."""
+
+    async def state(_: Request) -> Response:
+        body = sandbox.snapshot()
+        body["counters"] = sandbox.gate.counters.to_json()
+        body["faults"] = sandbox.gate.plan.to_json()
+        return JSONResponse(body)
+
+    async def counters(_: Request) -> Response:
+        return JSONResponse(sandbox.gate.counters.to_json())
+
+    async def get_faults(_: Request) -> Response:
+        return JSONResponse(sandbox.gate.plan.to_json())
+
+    async def set_faults(request: Request) -> Response:
+        raw = await request.body()
+        try:
+            data = json.loads(raw) if raw.strip() else {}
+            plan = FaultPlan.from_json(data, clock=sandbox.gate.plan.clock)
+        except ValueError as exc:  # json.JSONDecodeError is a ValueError
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        sandbox.gate.plan = plan
+        logger.info("sandbox fault plan replaced")
+        return JSONResponse(plan.to_json())
+
+    async def clear_faults(_: Request) -> Response:
+        sandbox.gate.plan = FaultPlan(clock=sandbox.gate.plan.clock)
+        return JSONResponse(sandbox.gate.plan.to_json())
+
+    async def reset(_: Request) -> Response:
+        sandbox.reset()
+        logger.info("sandbox reset")
+        return JSONResponse(sandbox.snapshot())
+
+    return [
+        Route(f"{PREFIX}/state", state, methods=["GET"]),
+        Route(f"{PREFIX}/counters", counters, methods=["GET"]),
+        Route(f"{PREFIX}/faults", get_faults, methods=["GET"]),
+        Route(f"{PREFIX}/faults", set_faults, methods=["POST"]),
+        Route(f"{PREFIX}/faults", clear_faults, methods=["DELETE"]),
+        Route(f"{PREFIX}/reset", reset, methods=["POST"]),
+    ]
