@@ -1,0 +1,109 @@
+"""End to end: the local host (`python -m local`, as `make run` starts it) in its own process,
+serving the real function_app over real HTTP, against the simulators on loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from local.sandbox import contraforce as cf_sandbox
+from local.sandbox import d3 as d3_sandbox
+from local.sandbox.contraforce_state import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
+from local.sandbox.d3_state import DEMO_SITE, DEMO_USERNAME
+from local.server import serve_in_thread
+
+ROOT = Path(__file__).parents[2]
+FUNCTION_KEY = "e2e-function-key"
+STARTUP_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Stack:
+    base_url: str
+    contraforce: cf_sandbox.ContraForceSimulator
+    d3: d3_sandbox.D3Simulator
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_until_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"local host exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == httpx.codes.OK:
+                return
+        except httpx.TransportError:
+            time.sleep(0.05)  # readiness poll of a child process, not a test wait
+    raise RuntimeError(f"local host not healthy at {url} after {STARTUP_SECONDS}s")
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    cf_app = cf_sandbox.create_app()
+    d3_sim = d3_sandbox.D3Simulator()
+    with serve_in_thread(cf_app) as cf_server, serve_in_thread(d3_sim.app) as d3_server:
+        port = _free_port()
+        env = {
+            **{k: v for k, v in os.environ.items() if k in {"PATH", "HOME", "LANG", "TMPDIR"}},
+            "PORT": str(port),
+            "LOCAL_FUNCTION_KEY": FUNCTION_KEY,
+            "CONTRAFORCE_BASE_URL": f"{cf_server.base_url}/api/v2",
+            "CONTRAFORCE_CLIENT_ID": DEMO_CLIENT_ID,
+            "CONTRAFORCE_CLIENT_SECRET": DEMO_CLIENT_SECRET,
+            "D3_BASE_URL": f"{d3_server.base_url}{d3_sim.api_path}",
+            "D3_API_KEY_HEADER": d3_sandbox.DEFAULT_API_KEY_HEADER,
+            "D3_API_KEY": d3_sandbox.DEFAULT_API_KEY,
+            "D3_DEFAULT_USERNAME": DEMO_USERNAME,
+            "D3_DEFAULT_SITE": DEMO_SITE,
+            "RETRY_ATTEMPTS": "4",
+            "RETRY_INITIAL_WAIT_SECONDS": "0.01",
+            "RETRY_MAX_WAIT_SECONDS": "0.05",
+            "RETRY_AFTER_CAP_SECONDS": "0.05",
+        }
+        process = subprocess.Popen(
+            [sys.executable, "-m", "local"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            base_url = f"http://127.0.0.1:{port}/api"
+            _wait_until_healthy(f"{base_url}/health", process)
+            yield Stack(base_url, cf_sandbox.simulator_of(cf_app), d3_sim)
+        finally:
+            process.terminate()
+            process.wait(timeout=15)
+
+
+@pytest.fixture
+def sandbox(stack: Stack) -> Iterator[Stack]:
+    stack.contraforce.reset()
+    stack.d3.reset()
+    yield stack
+    stack.contraforce.reset()
+    stack.d3.reset()
+
+
+@pytest.fixture
+async def client(sandbox: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        base_url=sandbox.base_url, headers={"x-functions-key": FUNCTION_KEY}, timeout=30
+    ) as http:
+        yield http
