@@ -13,21 +13,25 @@ bp = func.Blueprint()
 
 @bp.route(route="actions/unlink-ticket", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 async def unlink_ticket(req: func.HttpRequest) -> func.HttpResponse:
-    return await respond(req, parse=intake.canonical_unlink, render=answers.canonical)
+    return await respond(
+        req, parse=intake.canonical_unlink, render=answers.canonical, route="canonical"
+    )
 
 
 @bp.route(
     route="actions/remove-linked-incidents", methods=["POST"], auth_level=func.AuthLevel.FUNCTION
 )
 async def remove_linked_incidents(req: func.HttpRequest) -> func.HttpResponse:
-    return await respond(req, parse=intake.canonical_remove, render=answers.canonical)
+    return await respond(
+        req, parse=intake.canonical_remove, render=answers.canonical, route="canonical"
+    )
 
 
 @bp.route(route="actions/{action}", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 async def unknown_action(req: func.HttpRequest) -> func.HttpResponse:
     action = req.route_params.get("action", "")
     known = "unlink-ticket, remove-linked-incidents"
-    return refuse(
+    return await refuse(
         req,
         NotFound(
             f"unknown action {action[:64]!r}; known actions: {known}",

@@ -16,4 +16,9 @@ bp = func.Blueprint()
     auth_level=func.AuthLevel.FUNCTION,
 )
 async def contraforce_unlink_ticket(req: func.HttpRequest) -> func.HttpResponse:
-    return await respond(req, parse=intake.contraforce_mirror, render=answers.contraforce_mirror)
+    return await respond(
+        req,
+        parse=intake.contraforce_mirror,
+        render=answers.contraforce_mirror,
+        route="contraforce_mirror",
+    )

@@ -16,4 +16,10 @@ bp = func.Blueprint()
     auth_level=func.AuthLevel.FUNCTION,
 )
 async def d3_remove_linked_incidents(req: func.HttpRequest) -> func.HttpResponse:
-    return await respond(req, parse=intake.d3_mirror, render=answers.d3_mirror, problem_style="d3")
+    return await respond(
+        req,
+        parse=intake.d3_mirror,
+        render=answers.d3_mirror,
+        route="d3_mirror",
+        problem_style="d3",
+    )

@@ -23,12 +23,15 @@ from pathlib import Path
 import uvicorn
 
 from function_app import app
+from local.azurite import start_azurite
 from local.host import LocalHost, load_host_json
+from local.queues import QueueOptions, QueueRunner
 from local.sandbox import contraforce as cf_sandbox
 from local.sandbox import d3 as d3_sandbox
 from local.sandbox.contraforce_state import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_WORKSPACE_ID
 from local.sandbox.d3_state import DEMO_SITE, DEMO_USERNAME
 from local.server import serve_in_thread
+from shared import storage
 from shared.clients import registry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,6 +57,13 @@ def _start_sandboxes(stack: ExitStack, env: MutableMapping[str, str]) -> list[st
         env.setdefault("D3_DEFAULT_USERNAME", DEMO_USERNAME)
         env.setdefault("D3_DEFAULT_SITE", DEMO_SITE)
         summaries.append(simulator.summary(server.base_url))
+    if not env.get("AzureWebJobsStorage"):
+        azurite = stack.enter_context(start_azurite())
+        env["AzureWebJobsStorage"] = azurite.connection_string
+        summaries.append(
+            f"Azurite (Azure Storage emulator) queues on :{azurite.queue_port}, "
+            f"tables on :{azurite.table_port}, in memory"
+        )
     return summaries
 
 
@@ -115,11 +125,15 @@ def main() -> int:
 
     with ExitStack() as stack:
         summaries = _start_sandboxes(stack, os.environ)
+        host_json = load_host_json(ROOT / "host.json")
+        lease = float(os.environ.get("LOCAL_QUEUE_LEASE_SECONDS", "600"))
+        queues = QueueRunner(options=QueueOptions.from_host_json(host_json, lease_seconds=lease))
         local_host = LocalHost(
             app,
-            host_json=load_host_json(ROOT / "host.json"),
+            host_json=host_json,
             function_key=key,
-            on_shutdown=[registry.aclose],
+            on_startup=[lambda: queues.start(local_host.queue_functions)],
+            on_shutdown=[queues.stop, registry.aclose, storage.aclose],
         )
         base = f"http://localhost:{port}/{local_host.route_prefix}".rstrip("/")
         out = [
@@ -132,6 +146,10 @@ def main() -> int:
             *(
                 f"    {','.join(r.methods or ('ANY',)):<5} {r.path:<55} {r.auth_level.name.lower()}"
                 for r in local_host.http_routes
+            ),
+            *(
+                f"    QUEUE {q.queue_name:<55} {q.function_name}"
+                for q in local_host.queue_functions
             ),
             "",
             *summaries,

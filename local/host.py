@@ -425,6 +425,7 @@ class LocalHost:
         host_json: Mapping[str, Any],
         function_key: str,
         master_key: str | None = None,
+        on_startup: Sequence[Callable[[], Awaitable[None]]] = (),
         on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
     ) -> None:
         if not function_key:
@@ -433,6 +434,7 @@ class LocalHost:
             raise ValueError("master_key must not be empty (pass None for no master key)")
         self._function_key = function_key.encode()
         self._master_key = None if master_key is None else master_key.encode()
+        self._on_startup = tuple(on_startup)
         self._on_shutdown = tuple(on_shutdown)
         self.route_prefix = route_prefix_from(host_json)
 
@@ -476,7 +478,7 @@ class LocalHost:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send, self._on_shutdown)
+            await _lifespan(receive, send, self._on_startup, self._on_shutdown)
             return
         if scope["type"] != "http":
             await receive()
@@ -616,11 +618,16 @@ async def _invoke(
 
 
 async def _lifespan(
-    receive: Receive, send: Send, on_shutdown: Sequence[Callable[[], Awaitable[None]]]
+    receive: Receive,
+    send: Send,
+    on_startup: Sequence[Callable[[], Awaitable[None]]],
+    on_shutdown: Sequence[Callable[[], Awaitable[None]]],
 ) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            for hook in on_startup:
+                await hook()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             for hook in on_shutdown:

@@ -64,7 +64,11 @@ async def run(
             return await _execute(command, settings)
 
     ran = await asyncio.gather(*(one(command) for command in commands))
-    items = tuple(item for result in ran for item in result.items)
+    items = tuple(
+        item.model_copy(update={"index": index})
+        for index, result in enumerate(ran)
+        for item in result.items
+    )
     replies = tuple(result.reply for result in ran if result.reply is not None)
     single = ran[0].items[0].upstream if len(commands) == 1 and ran[0].items else None
     outcome = Outcome(
@@ -105,7 +109,8 @@ class _Ran:
         self.attempts = attempts
 
 
-def _targets(command: Command) -> list[str]:
+def targets(command: Command) -> list[str]:
+    """The item targets one command produces, in order."""
     if isinstance(command, UnlinkTicket):
         return [command.target]
     return [f"{command.source_incident}/{linked}" for linked in command.linked_incidents]
@@ -121,7 +126,7 @@ def _plan(command: Command, settings: Settings) -> _Ran:
     return _Ran(
         [
             ItemResult(target=target, status=ItemStatus.PLANNED, request=request)
-            for target in _targets(command)
+            for target in targets(command)
         ]
     )
 
@@ -155,7 +160,7 @@ async def _execute(command: Command, settings: Settings) -> _Ran:
                     attempts=exc.attempts,
                     error=error,
                 )
-                for target in _targets(command)
+                for target in targets(command)
             ],
             attempts=exc.attempts,
         )

@@ -60,7 +60,11 @@ class Settings(BaseSettings):
     """Every setting the app reads. Names are the environment variable names, upper-cased."""
 
     model_config = SettingsConfigDict(
-        frozen=True, extra="ignore", case_sensitive=False, env_ignore_empty=True
+        frozen=True,
+        extra="ignore",
+        case_sensitive=False,
+        env_ignore_empty=True,
+        populate_by_name=True,
     )
 
     contraforce_base_url: HttpUrl = HttpUrl("https://portal.contraforce.com/api/v2")
@@ -89,6 +93,28 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_bulk_items: int = Field(default=100, ge=1, le=10_000)
     bulk_concurrency: int = Field(default=8, ge=1, le=256)
+
+    # Durable path: Azure Storage queues and tables. Locally a connection string (Azurite);
+    # in Azure the identity-based form the Functions host uses too.
+    azure_web_jobs_storage: SecretStr | None = Field(default=None, alias="AzureWebJobsStorage")
+    storage_queue_service_uri: HttpUrl | None = Field(
+        default=None, alias="AzureWebJobsStorage__queueServiceUri"
+    )
+    storage_table_service_uri: HttpUrl | None = Field(
+        default=None, alias="AzureWebJobsStorage__tableServiceUri"
+    )
+    storage_client_id: str | None = Field(default=None, alias="AzureWebJobsStorage__clientId")
+    operations_table: str = Field(default="operations", pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$")
+    idempotency_retention_hours: float = Field(default=24.0, gt=0, le=24 * 30)
+    queue_max_attempts: int = Field(default=5, ge=1, le=50)
+    queue_retry_max_delay_seconds: float = Field(default=300.0, ge=0, le=3600)
+
+    # ContraForce webhooks: signing secrets (comma-separated, several during rotation), the
+    # exact Authorization header the webhook is configured to send (optional), and which
+    # agent classifications unlink the incident's service ticket.
+    contraforce_webhook_secrets: SecretStr | None = None
+    contraforce_webhook_authorization: SecretStr | None = None
+    webhook_unlink_classifications: str = "FalsePositive,BenignPositive"
 
     @field_validator("*", mode="before")
     @classmethod
@@ -129,6 +155,28 @@ class Settings(BaseSettings):
             raise NotConfigured("D3_BASE_URL is not set", settings=["D3_BASE_URL"])
         return str(self.d3_base_url)
 
+    def webhook_secrets(self) -> tuple[bytes, ...]:
+        """The webhook signing secrets, or `NotConfigured` when none is set."""
+        raw = (
+            self.contraforce_webhook_secrets.get_secret_value()
+            if self.contraforce_webhook_secrets
+            else ""
+        )
+        secrets = tuple(part.strip().encode() for part in raw.split(",") if part.strip())
+        if not secrets:
+            raise NotConfigured(
+                "CONTRAFORCE_WEBHOOK_SECRETS is not set: webhooks cannot be verified",
+                settings=["CONTRAFORCE_WEBHOOK_SECRETS"],
+            )
+        return secrets
+
+    def unlink_classifications(self) -> frozenset[str]:
+        return frozenset(
+            part.strip().lower()
+            for part in self.webhook_unlink_classifications.split(",")
+            if part.strip()
+        )
+
     def d3_credential(self) -> D3CredentialSettings:
         """The one D3 credential configured, or `NotConfigured` naming the settings."""
         header, key, secret = self.d3_api_key_header, self.d3_api_key, self.d3_jwt_secret
@@ -147,8 +195,14 @@ class Settings(BaseSettings):
         )
 
 
+def setting_name(field: str) -> str:
+    """The environment variable of a Settings field (its alias, else its name upper-cased)."""
+    info = Settings.model_fields.get(field)
+    return info.alias if info is not None and info.alias else field.upper()
+
+
 def _names_from(exc: ValidationError) -> list[str]:
-    return sorted({str(err["loc"][0]).upper() for err in exc.errors() if err["loc"]})
+    return sorted({setting_name(str(err["loc"][0])) for err in exc.errors() if err["loc"]})
 
 
 @cache
@@ -158,7 +212,7 @@ def get_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         problems = "; ".join(
-            f"{str(err['loc'][0]).upper()} {err['msg']}" for err in exc.errors() if err["loc"]
+            f"{setting_name(str(err['loc'][0]))} {err['msg']}" for err in exc.errors() if err["loc"]
         )
         raise NotConfigured(f"invalid settings: {problems}", settings=_names_from(exc)) from exc
 

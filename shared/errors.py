@@ -4,10 +4,13 @@
 AppError
 ├── RequestRejected              the caller's request is wrong; never retried
 │   ├── InvalidPayload           400, with `errors` keyed by field
+│   ├── InvalidSignature         401: a webhook not provably from ContraForce
 │   ├── NotFound                 404
 │   ├── PayloadTooLarge          413 (body size or number of items)
-│   └── UnsupportedMediaType     415
+│   ├── UnsupportedMediaType     415
+│   └── IdempotencyConflict      422: the same Idempotency-Key with a different request
 ├── NotConfigured                503: a setting the action needs is missing or invalid
+├── StoreUnavailable             503: the operations table or queue could not be reached
 └── UpstreamError                an upstream API failed; `upstream` names it
     ├── UpstreamUnavailable      no usable answer after retries (transport, timeout, 429, 5xx)
     └── UpstreamRejected         the upstream answered 4xx: `status`, `code`, `request_id`
@@ -70,6 +73,22 @@ class PayloadTooLarge(RequestRejected):
 class UnsupportedMediaType(RequestRejected):
     status = 415
     code = "UNSUPPORTED_MEDIA_TYPE"
+
+
+class InvalidSignature(RequestRejected):
+    """A webhook delivery that is not provably from ContraForce: nothing is done."""
+
+    status = 401
+    code = "INVALID_SIGNATURE"
+
+
+class IdempotencyConflict(RequestRejected):
+    status = 422
+    code = "IDEMPOTENCY_KEY_REUSED"
+
+
+class StoreUnavailable(AppError):
+    """Azure Storage (operations table, queue) failed; the request was not accepted."""
 
 
 class NotConfigured(AppError):

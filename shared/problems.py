@@ -9,6 +9,7 @@ extension members: `operationId`, `upstream`, `upstreamStatus`, `retryAfter`, `s
 |---------------------------|------------------------|-------------------------------|
 | RequestRejected & kin     | its own (400…415)      | its own                       |
 | NotConfigured             | 503                    | NOT_CONFIGURED                |
+| StoreUnavailable          | 503 + Retry-After      | STORE_UNAVAILABLE             |
 | UpstreamAuthRejected      | 502                    | UPSTREAM_AUTH_REJECTED        |
 | UpstreamRejected          | the upstream's 4xx     | the upstream's, else UPSTREAM_REJECTED |
 | UpstreamUnavailable       | 503 + Retry-After      | UPSTREAM_UNAVAILABLE          |
@@ -29,6 +30,7 @@ from shared.errors import (
     AppError,
     NotConfigured,
     RequestRejected,
+    StoreUnavailable,
     Upstream,
     UpstreamAuthRejected,
     UpstreamError,
@@ -158,5 +160,13 @@ def from_error(exc: Exception) -> Problem:
         )
     if isinstance(exc, UpstreamError):
         return from_upstream(exc.upstream, item_error(exc))
+    if isinstance(exc, StoreUnavailable):
+        return Problem(
+            title=_title(503),
+            status=503,
+            detail=f"{exc.message}; the request was not accepted, retry it",
+            code="STORE_UNAVAILABLE",
+            retry_after=DEFAULT_RETRY_AFTER_SECONDS,
+        )
     detail = exc.message if isinstance(exc, AppError) else "unexpected error; see the app's logs"
     return Problem(title=_title(500), status=500, detail=detail, code="INTERNAL_ERROR")

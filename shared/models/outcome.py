@@ -20,6 +20,7 @@ class ItemStatus(StrEnum):
     NOT_APPLIED = "not_applied"  # the upstream answered, and did not do it (nothing linked)
     FAILED = "failed"  # the upstream failed or refused
     PLANNED = "planned"  # dry run: validated, nothing sent
+    PENDING = "pending"  # accepted, queued, not run yet
 
 
 class OutcomeStatus(StrEnum):
@@ -28,6 +29,11 @@ class OutcomeStatus(StrEnum):
     FAILED = "failed"
     PENDING = "pending"
     PLANNED = "planned"
+    SKIPPED = "skipped"  # a webhook event the policy does not act on
+
+    @property
+    def final(self) -> bool:
+        return self not in {OutcomeStatus.PENDING, OutcomeStatus.PLANNED}
 
 
 ErrorKind = Literal["not_applied", "rejected", "auth_rejected", "unavailable"]
@@ -59,6 +65,7 @@ class PreparedRequest(CamelModel):
 
 
 class ItemResult(CamelModel):
+    index: int = 0  # which command of the request (which `items[]` entry) this is about
     target: str
     status: ItemStatus
     message: str | None = None
@@ -73,7 +80,7 @@ VendorReply = ApiResponseOfboolean | D3CommandResponse
 
 class Outcome(CamelModel):
     operation_id: str
-    action: Action
+    action: Action | None  # None only for a skipped webhook event
     status: OutcomeStatus
     items: tuple[ItemResult, ...]
     upstream: UpstreamInfo | None = None

@@ -55,20 +55,25 @@ def fail_next(sim: Any, *faults: Fault) -> None:
 def test_every_route_is_registered_with_its_methods_and_auth_level() -> None:
     routes = {}
     for function in registered().values():
-        trigger = next(
-            b
-            for b in json.loads(function.get_function_json())["bindings"]
-            if b["type"] == "httpTrigger"
-        )
-        routes[trigger["route"]] = (tuple(trigger["methods"]), trigger["authLevel"])
+        bindings = json.loads(function.get_function_json())["bindings"]
+        for trigger in (b for b in bindings if b["type"] == "httpTrigger"):
+            routes[trigger["route"]] = (tuple(trigger["methods"]), trigger["authLevel"])
     assert routes == {
         "contraforce/workspaces/{workspaceId}/tickets/unlink": (("POST",), "FUNCTION"),
         "d3/Command/RemoveLinkedIncidents": (("POST",), "FUNCTION"),
         "actions/unlink-ticket": (("POST",), "FUNCTION"),
         "actions/remove-linked-incidents": (("POST",), "FUNCTION"),
         "actions/{action}": (("POST",), "FUNCTION"),
+        "webhooks/contraforce": (("POST",), "FUNCTION"),
+        "operations/{operationId}": (("GET",), "FUNCTION"),
         "health": (("GET",), "ANONYMOUS"),
     }
+
+
+def test_the_queue_worker_listens_on_the_work_queue_with_the_host_storage() -> None:
+    bindings = json.loads(registered()["run_queued_action"].get_function_json())["bindings"]
+    [trigger] = [b for b in bindings if b["type"] == "queueTrigger"]
+    assert (trigger["queueName"], trigger["connection"]) == ("link-actions", "AzureWebJobsStorage")
 
 
 def test_function_app_imports_with_no_settings_at_all() -> None:
@@ -81,7 +86,7 @@ def test_function_app_imports_with_no_settings_at_all() -> None:
         text=True,
         check=False,
     )
-    assert (result.returncode, result.stdout.strip()) == (0, "6"), result.stderr
+    assert (result.returncode, result.stdout.strip()) == (0, "9"), result.stderr
 
 
 # ---- ContraForce mirror: the vendor's shapes -----------------------------------------------

@@ -1,0 +1,231 @@
+"""ContraForce webhooks: verify the signature over the raw body, then map events to Commands.
+
+Verification (no Azure imports, no I/O) fails closed: anything wrong, a malformed header's
+`ValueError` included, becomes `InvalidSignature` (401). ContraForce's docs and its samples
+disagree on the signature form, so both are accepted:
+
+- docs: `X-CF-Signature: Base64(HMAC-SHA256(secret, X-CF-Timestamp + "." + body))` with an
+  ISO 8601 `X-CF-Timestamp`;
+- samples: `X-CF-Signature: sha256=<hex>` over `"{unix seconds}." + body`.
+
+A `sha256=` prefix means hex, else Base64; a numeric timestamp means Unix seconds, else ISO.
+The timestamp must be within 5 minutes of our clock, either way; every configured secret is
+tried (rotation), and comparisons are constant-time.
+
+Mapping is a small declared policy: `agent.investigation.completed.v1` with a classification
+in `WEBHOOK_UNLINK_CLASSIFICATIONS` unlinks the incident's service ticket; every other event
+(including `incident.created.v1`) is acknowledged and recorded as skipped.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shared.errors import InvalidPayload, InvalidSignature
+from shared.models.commands import UnlinkTicket
+from shared.models.contraforce import IncidentReference
+
+TOLERANCE_SECONDS = 300
+UNLINKING_EVENT = "agent.investigation.completed.v1"
+MAX_HEADER = 512
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A verified delivery: its headers' facts and the raw body, not yet parsed."""
+
+    event_id: str
+    schema: str
+    timestamp: datetime
+    is_test: bool
+    body: bytes
+
+
+def _header(headers: Mapping[str, str], name: str) -> str:
+    value = headers.get(name) or headers.get(name.lower())
+    if value is None or not value.strip():
+        raise InvalidSignature(f"{name} header is missing", errors={name: ["is required"]})
+    if len(value) > MAX_HEADER:
+        raise InvalidSignature(f"{name} header is too long", errors={name: ["is too long"]})
+    return value.strip()
+
+
+def _parse_timestamp(text: str) -> datetime:
+    if text.isdigit():
+        return datetime.fromtimestamp(int(text), tz=UTC)
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError("timestamp has no time zone")
+    return moment
+
+
+def _candidates(signature: str) -> list[bytes]:
+    """Each signature in the header (several may be sent during a rotation), decoded."""
+    decoded = []
+    for part in signature.replace(",", " ").split():
+        if part.lower().startswith("sha256="):
+            decoded.append(bytes.fromhex(part[len("sha256=") :]))
+        else:
+            decoded.append(base64.b64decode(part, validate=True))
+    return decoded
+
+
+def verify(
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    secrets: tuple[bytes, ...],
+    now: datetime,
+    authorization: str | None = None,
+) -> Delivery:
+    """Check a delivery's signature, age and (if configured) Authorization; never parses JSON."""
+    try:
+        return _verify(headers, body, secrets=secrets, now=now, authorization=authorization)
+    except InvalidSignature:
+        raise
+    except (ValueError, TypeError, OverflowError, binascii.Error) as exc:
+        raise InvalidSignature(
+            f"webhook signature headers are malformed ({type(exc).__name__})",
+            errors={"X-CF-Signature": ["is malformed"]},
+        ) from exc
+
+
+def _verify(
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    secrets: tuple[bytes, ...],
+    now: datetime,
+    authorization: str | None,
+) -> Delivery:
+    if authorization is not None:
+        given = (headers.get("Authorization") or headers.get("authorization") or "").strip()
+        if not hmac.compare_digest(given.encode(), authorization.encode()):
+            raise InvalidSignature(
+                "Authorization header does not match the webhook's configured credential",
+                errors={"Authorization": ["does not match"]},
+            )
+    stamp = _header(headers, "X-CF-Timestamp")
+    signature = _header(headers, "X-CF-Signature")
+    moment = _parse_timestamp(stamp)
+    skew = abs((now - moment).total_seconds())
+    if skew > TOLERANCE_SECONDS:
+        raise InvalidSignature(
+            f"X-CF-Timestamp is {skew:.0f} s from our clock; "
+            f"the tolerance is {TOLERANCE_SECONDS} s",
+            errors={"X-CF-Timestamp": ["outside the 5-minute tolerance"]},
+        )
+    signed = stamp.encode() + b"." + body
+    expected = [hmac.new(secret, signed, hashlib.sha256).digest() for secret in secrets]
+    if not any(
+        hmac.compare_digest(given, wanted)
+        for given in _candidates(signature)
+        for wanted in expected
+    ):
+        raise InvalidSignature(
+            "X-CF-Signature does not match the body with any configured secret",
+            errors={"X-CF-Signature": ["does not match"]},
+        )
+    event_id = (headers.get("X-CF-Event-Id") or headers.get("x-cf-event-id") or "").strip()
+    if not event_id or len(event_id) > MAX_HEADER:
+        raise InvalidPayload(
+            "X-CF-Event-Id header is required to deliver at most once",
+            errors={"X-CF-Event-Id": ["is required"]},
+        )
+    schema = (headers.get("X-CF-Schema") or headers.get("x-cf-schema") or "").strip()
+    is_test = (headers.get("X-CF-Test") or headers.get("x-cf-test") or "").strip().lower() == "true"
+    return Delivery(event_id=event_id, schema=schema, timestamp=moment, is_test=is_test, body=body)
+
+
+def sign(body: bytes, *, secret: bytes, timestamp: str, hex_form: bool = False) -> str:
+    """The `X-CF-Signature` ContraForce would send (for tests, tools and the sandbox)."""
+    digest = hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).digest()
+    return f"sha256={digest.hex()}" if hex_form else base64.b64encode(digest).decode()
+
+
+# ---- events → commands ---------------------------------------------------------------------
+
+
+class _EventData(BaseModel):
+    """The fields of an event's `data` the policy reads; everything else is ignored."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    account_id: UUID | None = Field(default=None, alias="accountId")
+    workspace_id: UUID | None = Field(default=None, alias="workspaceId")
+    incident_id: str | None = Field(default=None, alias="incidentId", max_length=128)
+    incident_number: int | str | None = Field(default=None, alias="incidentNumber")
+    source: str | None = Field(default=None, max_length=64)
+    classification: str | None = Field(default=None, max_length=64)
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    type: str | None = None
+    data: _EventData = Field(default_factory=_EventData)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the policy does with an event: commands to run, or why it skips it."""
+
+    event_type: str
+    commands: tuple[UnlinkTicket, ...] = ()
+    skipped: str | None = None
+
+
+def decide(delivery: Delivery, *, unlink_classifications: frozenset[str]) -> Decision:
+    """Parse a verified delivery and apply the declared policy."""
+    try:
+        raw: Any = json.loads(delivery.body)
+        event = _Event.model_validate(raw)
+    except (ValueError, ValidationError) as exc:
+        raise InvalidPayload(
+            "webhook body is not a ContraForce event", errors={"": [str(exc)[:200]]}
+        ) from exc
+    event_type = event.type or delivery.schema
+    if event_type != UNLINKING_EVENT:
+        return Decision(event_type, skipped=f"no action is configured for {event_type!r}")
+    data = event.data
+    classification = (data.classification or "").strip()
+    if classification.lower() not in unlink_classifications:
+        return Decision(
+            event_type,
+            skipped=f"classification {classification!r} is not in WEBHOOK_UNLINK_CLASSIFICATIONS",
+        )
+    workspace = data.workspace_id or data.account_id
+    number = None if data.incident_number is None else str(data.incident_number)
+    if workspace is None or not (data.incident_id or number):
+        raise InvalidPayload(
+            "event lacks the workspace (data.accountId) or the incident (data.incidentId)",
+            errors={"data": ["needs accountId and incidentId or incidentNumber"]},
+        )
+    try:
+        reference = IncidentReference.model_validate(
+            {
+                "id": data.incident_id,
+                "number": number,
+                "source": data.source,
+                "workspaceId": str(workspace),
+            }
+        )
+    except ValidationError as exc:
+        raise InvalidPayload(
+            "event's incident is not one ContraForce's API accepts",
+            errors={"data": [err["msg"] for err in exc.errors(include_url=False)]},
+        ) from exc
+    return Decision(
+        event_type, commands=(UnlinkTicket(workspace_id=workspace, incident=reference),)
+    )
