@@ -62,6 +62,7 @@ def pending_outcome(record: OperationRecord) -> Outcome:
             items=(),
             started_at=record.created_at,
             finished_at=record.updated_at,
+            reason=record.reason,
         )
     upstream = actions.upstream_of(record.commands[0])
     items = tuple(
@@ -77,6 +78,7 @@ def pending_outcome(record: OperationRecord) -> Outcome:
         upstream=UpstreamInfo(name=upstream),
         attempts=record.attempts,
         started_at=record.created_at,
+        reason=record.reason,
     )
 
 
@@ -283,9 +285,13 @@ async def _run_and_record(
         return saved
     update |= {"status": result.outcome.status, "pending": result.transient}
     if result.transient:
+        reason = f"upstream unavailable after {attempt} attempt(s)"
+        if queue is not None:
+            reason += "; moved to the poison queue (replay: python -m shared.cli replay-poison)"
         update |= {
             "retryable": True,
-            "reason": f"upstream unavailable after {attempt} attempt(s)",
+            "reason": reason,
+            "outcome": result.outcome.model_copy(update={"reason": reason}),
         }
     saved = await store.save(record.model_copy(update=update))
     if result.transient and queue is not None:

@@ -129,7 +129,7 @@ def _to_entity(record: OperationRecord) -> dict[str, Any]:
         "reason": record.reason or "",
         "createdAt": record.created_at.isoformat(),
         "updatedAt": record.updated_at.isoformat(),
-        **_pack("commands", _COMMANDS.dump_json(record.commands).decode()),
+        **_pack("commands", _COMMANDS.dump_json(record.commands, by_alias=True).decode()),
         **_pack("outcome", outcome.model_dump_json(by_alias=True) if outcome else None),
         **_pack("replies", replies),
     }

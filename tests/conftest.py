@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from local.azurite import Azurite, start_azurite
+from shared import storage
 from shared.clients import registry
 from shared.config import Settings, reset_settings
 
@@ -18,13 +20,15 @@ DATA = Path(__file__).parent / "data"
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No setting leaks in from the machine or from another test."""
-    for name in Settings.model_fields:
-        monkeypatch.delenv(name.upper(), raising=False)
+    for name, field in Settings.model_fields.items():
+        monkeypatch.delenv(field.alias or name.upper(), raising=False)
     reset_settings()
     registry.reset()
+    storage.reset()
     yield
     reset_settings()
     registry.reset()
+    storage.reset()
 
 
 @pytest.fixture(autouse=True)
@@ -32,6 +36,14 @@ async def close_clients() -> AsyncIterator[None]:
     """Clients built during a test are closed on the test's own event loop."""
     yield
     await registry.aclose()
+    await storage.aclose()
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Azurite]:
+    """Azurite, the Azure Storage emulator, on free loopback ports for the whole session."""
+    with start_azurite() as running:
+        yield running
 
 
 def load_json(name: str) -> Any:

@@ -88,6 +88,7 @@ class Outcome(CamelModel):
     dry_run: bool = False
     started_at: datetime
     finished_at: datetime | None = None
+    reason: str | None = None  # queued work: why it is still pending, or why it failed
     # The upstream's own answers, for the drop-in mirror routes. Never serialized.
     replies: tuple[VendorReply, ...] = Field(default=(), exclude=True)
 

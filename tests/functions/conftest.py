@@ -86,6 +86,7 @@ class Reply:
 def registered() -> dict[str, Function]:
     """The app's functions, indexed once: `FunctionApp.get_functions()` refuses a second call
     on the same app (it re-validates names against those it has already seen)."""
+    app.functions_bindings = None  # the local host may have indexed this app already
     return {str(function.get_function_name()): function for function in app.get_functions()}
 
 

@@ -1,0 +1,416 @@
+"""The durable path on Azurite: async requests, idempotency, webhooks, the queue worker,
+retries with Retry-After, poison and replay - against the simulators over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.core.exceptions import ResourceExistsError
+from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
+from azure.storage.queue.aio import QueueClient
+
+from local.azurite import Azurite
+from local.host import QueueFunction
+from local.queues import QueueOptions, QueueRunner
+from local.sandbox.contraforce_state import DEMO_WORKSPACE_ID
+from local.sandbox.faults import Fault, FaultKind, FaultPlan
+from shared import storage
+from shared.webhooks import UNLINKING_EVENT, sign
+from tests.functions.conftest import Reply, Sandboxes, call, registered
+
+WS = str(DEMO_WORKSPACE_ID)
+TICKETED = "6d1f0c2a-4e4b-4b8f-9d55-0a3c1b2e7f10"
+SECRET = "current-webhook-secret"
+UNLINK = "actions/unlink-ticket"
+
+
+@dataclass
+class Queues:
+    work: QueueClient
+    poison: QueueClient
+    runner: QueueRunner
+
+    async def drain(self, rounds: int = 30) -> int:
+        """Run the worker until the work queue has nothing visible; return messages handled."""
+        function = QueueFunction(
+            function_name="run_queued_action",
+            queue_name=storage.QUEUE_NAME,
+            connection="AzureWebJobsStorage",
+            arg_name="msg",
+            handler=registered()["run_queued_action"].get_user_function(),
+        )
+        handled = 0
+        for _ in range(rounds):
+            count = await self.runner.drain(function, self.work, self.poison)
+            if not count:
+                return handled
+            handled += count
+        raise AssertionError(f"queue still busy after {rounds} rounds")
+
+    async def visible(self, queue: QueueClient) -> list[dict[str, Any]]:
+        return [json.loads(m.content) for m in await queue.peek_messages(max_messages=32)]
+
+
+def _client(azurite: Azurite, name: str) -> QueueClient:
+    return QueueClient.from_connection_string(
+        azurite.connection_string,
+        name,
+        message_encode_policy=TextBase64EncodePolicy(),
+        message_decode_policy=TextBase64DecodePolicy(),
+    )
+
+
+@pytest.fixture
+async def queues(
+    sandbox: Sandboxes, azurite: Azurite, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Queues]:
+    for name, value in {
+        "AzureWebJobsStorage": azurite.connection_string,
+        "QUEUE_MAX_ATTEMPTS": "3",
+        "QUEUE_RETRY_MAX_DELAY_SECONDS": "0",
+        "RETRY_ATTEMPTS": "2",
+        "CONTRAFORCE_WEBHOOK_SECRETS": f"previous-webhook-secret,{SECRET}",
+    }.items():
+        monkeypatch.setenv(name, value)
+    work, poison = _client(azurite, storage.QUEUE_NAME), _client(azurite, storage.POISON_QUEUE_NAME)
+    for queue in (work, poison):
+        with contextlib.suppress(ResourceExistsError):
+            await queue.create_queue()
+        await queue.clear_messages()
+    runner = QueueRunner(
+        options=QueueOptions(max_dequeue_count=3, visibility_timeout=0, lease_seconds=30)
+    )
+    yield Queues(work, poison, runner)
+    await work.close()
+    await poison.close()
+
+
+def unlink_body(incident: str = TICKETED) -> dict[str, Any]:
+    return {"workspaceId": WS, "incident": {"id": incident}}
+
+
+async def poll(reply: Reply) -> Reply:
+    operation_id = reply.headers["location"].rsplit("/", 1)[1]
+    return await call(
+        "get_operation",
+        f"operations/{operation_id}",
+        method="GET",
+        route_params={"operationId": operation_id},
+    )
+
+
+def fail_first(sim: Any, count: int, kind: FaultKind = FaultKind.UNAVAILABLE) -> None:
+    sim.faults = FaultPlan(script=[Fault.of(kind)] * count)
+
+
+# ---- Prefer: respond-async ---------------------------------------------------------------------
+
+
+async def test_respond_async_answers_202_with_location_then_the_operation_reads_the_outcome(
+    queues: Queues, sandbox: Sandboxes
+) -> None:
+    reply = await call("unlink_ticket", UNLINK, unlink_body(), headers={"Prefer": "respond-async"})
+    assert reply.status == 202
+    assert reply.headers["location"].endswith(f"/api/operations/{reply.body['operationId']}")
+    assert reply.headers["retry-after"] == "5"
+    assert (reply.body["status"], reply.body["items"][0]["status"]) == ("pending", "pending")
+    assert (await poll(reply)).status == 202
+    assert sandbox.contraforce.state.effects == []
+
+    assert await queues.drain() == 1
+    final = await poll(reply)
+    assert (final.status, final.body["status"]) == (200, "succeeded")
+    assert len(sandbox.contraforce.state.effects) == 1
+
+
+async def test_unknown_operation_is_404(queues: Queues) -> None:
+    missing = str(uuid.uuid4())
+    reply = await call(
+        "get_operation",
+        f"operations/{missing}",
+        method="GET",
+        route_params={"operationId": missing},
+    )
+    assert (reply.status, reply.body["code"]) == (404, "NOT_FOUND")
+
+
+async def test_async_request_without_storage_is_503_naming_the_setting(
+    sandbox: Sandboxes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reply = await call("unlink_ticket", UNLINK, unlink_body(), headers={"Prefer": "respond-async"})
+    assert (reply.status, reply.body["code"]) == (503, "NOT_CONFIGURED")
+    assert "AzureWebJobsStorage" in reply.body["settings"]
+
+
+# ---- Idempotency-Key ---------------------------------------------------------------------------
+
+
+async def test_repeat_with_the_same_key_returns_the_first_answer_without_acting_again(
+    queues: Queues, sandbox: Sandboxes
+) -> None:
+    headers = {"Idempotency-Key": f"case-{uuid.uuid4()}"}
+    first = await call("unlink_ticket", UNLINK, unlink_body(), headers=headers)
+    second = await call("unlink_ticket", UNLINK, unlink_body(), headers=headers)
+    assert (first.status, second.status) == (200, 200)
+    assert second.body["operationId"] == first.body["operationId"]
+    assert second.body["items"] == first.body["items"]
+    assert sandbox.contraforce.gate.counters.action_requests == 1
+
+
+async def test_mirror_repeat_with_the_same_key_returns_the_vendors_first_answer(
+    queues: Queues, sandbox: Sandboxes
+) -> None:
+    headers = {"Idempotency-Key": f"mirror-{uuid.uuid4()}"}
+    path = f"contraforce/workspaces/{WS}/tickets/unlink"
+    replies = [
+        await call(
+            "contraforce_unlink_ticket",
+            path,
+            {"incident": {"id": TICKETED}},
+            route_params={"workspaceId": WS},
+            headers=headers,
+        )
+        for _ in range(2)
+    ]
+    assert [r.body["data"] for r in replies] == [True, True]
+    assert replies[0].body["meta"] == replies[1].body["meta"]
+
+
+async def test_same_key_with_a_different_body_is_422(queues: Queues, sandbox: Sandboxes) -> None:
+    headers = {"Idempotency-Key": f"reuse-{uuid.uuid4()}"}
+    await call("unlink_ticket", UNLINK, unlink_body(), headers=headers)
+    reply = await call("unlink_ticket", UNLINK, unlink_body("other-incident"), headers=headers)
+    assert (reply.status, reply.body["code"]) == (422, "IDEMPOTENCY_KEY_REUSED")
+    assert "Idempotency-Key" in reply.body["errors"]
+
+
+async def test_concurrent_requests_with_one_key_produce_one_upstream_effect(
+    queues: Queues, sandbox: Sandboxes
+) -> None:
+    headers = {"Idempotency-Key": f"race-{uuid.uuid4()}"}
+    replies = await asyncio.gather(
+        *(call("unlink_ticket", UNLINK, unlink_body(), headers=headers) for _ in range(5))
+    )
+    assert {r.status for r in replies} <= {200, 202}
+    assert len({r.body["operationId"] for r in replies}) == 1
+    assert len(sandbox.contraforce.state.effects) == 1
+    assert sandbox.contraforce.gate.counters.action_requests == 1
+
+
+async def test_a_transient_failure_is_not_replayed_to_a_repeat_which_runs_again(
+    queues: Queues, sandbox: Sandboxes
+) -> None:
+    headers = {"Idempotency-Key": f"outage-{uuid.uuid4()}"}
+    fail_first(sandbox.contraforce, 2)
+    first = await call("unlink_ticket", UNLINK, unlink_body(), headers=headers)
+    second = await call("unlink_ticket", UNLINK, unlink_body(), headers=headers)
+    assert (first.status, second.status) == (503, 200)
+    assert len(sandbox.contraforce.state.effects) == 1
+
+
+async def test_malformed_idempotency_key_is_400(queues: Queues) -> None:
+    reply = await call(
+        "unlink_ticket", UNLINK, unlink_body(), headers={"Idempotency-Key": "x" * 300}
+    )
+    assert (reply.status, list(reply.body["errors"])) == (400, ["Idempotency-Key"])
+
+
+# ---- ContraForce webhooks ----------------------------------------------------------------------
+
+
+def investigation(classification: str = "FalsePositive", incident: str = TICKETED) -> bytes:
+    event = {
+        "type": UNLINKING_EVENT,
+        "timestamp": datetime.now(UTC).isoformat(),
+        "data": {
+            "accountId": WS,
+            "incidentId": incident,
+            "source": "sentinel",
+            "classification": classification,
+        },
+    }
+    return json.dumps(event).encode()
+
+
+async def deliver(body: bytes, *, event_id: str, secret: str = SECRET, **extra: str) -> Reply:
+    stamp = datetime.now(UTC).isoformat()
+    headers = {
+        "X-CF-Schema": UNLINKING_EVENT,
+        "X-CF-Event-Id": event_id,
+        "X-CF-Timestamp": stamp,
+        "X-CF-Signature": sign(body, secret=secret.encode(), timestamp=stamp),
+        **extra,
+    }
+    return await call("contraforce_webhook", "webhooks/contraforce", raw=body, headers=headers)
+
+
+async def test_signed_webhook_is_accepted_fast_then_applied_by_the_worker(
+    queues: Queues, sandbox: Sandboxes
+) -> None:
+    reply = await deliver(investigation(), event_id=str(uuid.uuid4()))
+    assert reply.status == 202
+    assert sandbox.contraforce.gate.counters.action_requests == 0
+    await queues.drain()
+    assert (await poll(reply)).body["status"] == "succeeded"
+    assert len(sandbox.contraforce.state.effects) == 1
+
+
+async def test_webhook_signed_with_the_previous_secret_is_accepted(queues: Queues) -> None:
+    reply = await deliver(
+        investigation(), event_id=str(uuid.uuid4()), secret="previous-webhook-secret"
+    )
+    assert reply.status == 202
+
+
+@pytest.mark.parametrize("secret", ["attacker-secret", ""])
+async def test_badly_signed_webhook_is_401_and_nothing_is_queued(
+    queues: Queues, secret: str
+) -> None:
+    reply = await deliver(investigation(), event_id=str(uuid.uuid4()), secret=secret or "x")
+    assert (reply.status, reply.media_type, reply.body["code"]) == (
+        401,
+        "application/problem+json",
+        "INVALID_SIGNATURE",
+    )
+    assert await queues.visible(queues.work) == []
+
+
+async def test_unsigned_webhook_is_401(queues: Queues) -> None:
+    reply = await call("contraforce_webhook", "webhooks/contraforce", raw=investigation())
+    assert reply.status == 401
+    assert await queues.visible(queues.work) == []
+
+
+async def test_test_delivery_is_verified_and_acknowledged_without_acting(
+    queues: Queues, sandbox: Sandboxes
+) -> None:
+    reply = await deliver(investigation(), event_id=str(uuid.uuid4()), **{"X-CF-Test": "true"})
+    assert (reply.status, reply.body["test"]) == (200, True)
+    assert await queues.visible(queues.work) == []
+
+
+async def test_event_the_policy_does_not_act_on_is_acknowledged_and_recorded_skipped(
+    queues: Queues,
+) -> None:
+    reply = await deliver(investigation("TruePositive"), event_id=str(uuid.uuid4()))
+    assert (reply.status, reply.body["status"]) == (200, "skipped")
+    operation_id = reply.body["operationId"]
+    recorded = await call(
+        "get_operation",
+        f"operations/{operation_id}",
+        method="GET",
+        route_params={"operationId": operation_id},
+    )
+    assert (recorded.status, recorded.body["status"]) == (200, "skipped")
+    assert await queues.visible(queues.work) == []
+
+
+async def test_same_webhook_five_times_while_upstream_fails_first_three_calls_applies_once(
+    queues: Queues, sandbox: Sandboxes
+) -> None:
+    fail_first(sandbox.contraforce, 3)
+    body, event_id = investigation(), str(uuid.uuid4())
+    replies = [await deliver(body, event_id=event_id)]
+    await queues.drain()  # attempt 1: two calls, both fail; queued again
+    replies += [await deliver(body, event_id=event_id) for _ in range(4)]
+    await queues.drain()  # attempt 2: one more failure, then success
+    assert {r.status for r in replies} <= {200, 202}
+    assert len({r.headers["location"] for r in replies if r.status == 202}) == 1
+    assert len(sandbox.contraforce.state.effects) == 1
+    final = await poll(replies[0])
+    assert (final.body["status"], sandbox.contraforce.gate.counters.action_requests) == (
+        "succeeded",
+        4,
+    )
+
+
+# ---- the worker: retries, permanent failures, poison, replay ------------------------------------
+
+
+async def test_permanent_upstream_4xx_is_final_and_never_retried(
+    queues: Queues, sandbox: Sandboxes
+) -> None:
+    reply = await call(
+        "unlink_ticket",
+        UNLINK,
+        unlink_body("no-such-incident"),
+        headers={"Prefer": "respond-async"},
+    )
+    await queues.drain()
+    final = await poll(reply)
+    assert (final.status, final.body["code"]) == (404, "NOT_FOUND")
+    assert sandbox.contraforce.gate.counters.action_requests == 1
+    assert await queues.visible(queues.poison) == []
+
+
+async def test_transient_failure_waits_for_the_upstreams_retry_after_before_the_next_attempt(
+    queues: Queues, sandbox: Sandboxes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("QUEUE_RETRY_MAX_DELAY_SECONDS", "300")
+    sandbox.contraforce.faults = FaultPlan(script=[Fault(FaultKind.UNAVAILABLE, retry_after=7)] * 2)
+    reply = await call("unlink_ticket", UNLINK, unlink_body(), headers={"Prefer": "respond-async"})
+    assert await queues.drain() == 1
+    assert await queues.visible(queues.work) == []  # queued again, invisible for 7 s
+    pending = await poll(reply)
+    assert pending.status == 202
+    assert "retrying in 7 s" in pending.body["reason"]
+    assert sandbox.contraforce.gate.counters.action_requests == 2
+
+
+def replay_poison_command(azurite: Azurite) -> str:
+    """The operator's command, as an operator runs it."""
+    result = subprocess.run(
+        [sys.executable, "-m", "shared.cli", "replay-poison"],
+        env={"PATH": os.environ.get("PATH", ""), "AzureWebJobsStorage": azurite.connection_string},
+        cwd=Path(__file__).parents[2],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return result.stdout
+
+
+async def test_poison_after_max_attempts_records_the_reason_then_replay_applies_it(
+    queues: Queues, sandbox: Sandboxes, azurite: Azurite
+) -> None:
+    fail_first(sandbox.contraforce, 100)
+    reply = await call("unlink_ticket", UNLINK, unlink_body(), headers={"Prefer": "respond-async"})
+    await queues.drain()
+    poisoned = await queues.visible(queues.poison)
+    assert [m["operationId"] for m in poisoned] == [reply.body["operationId"]]
+    failed = await poll(reply)
+    assert (failed.status, failed.body["code"]) == (503, "UPSTREAM_UNAVAILABLE")
+    assert "moved to the poison queue" in failed.body["outcome"]["reason"]
+    assert sandbox.contraforce.gate.counters.action_requests == 6  # 3 attempts x 2 calls
+
+    sandbox.contraforce.faults = FaultPlan()  # the cause is fixed
+    printed = replay_poison_command(azurite)
+    assert f"replayed operation {reply.body['operationId']}" in printed
+    await queues.drain()
+    assert (await poll(reply)).body["status"] == "succeeded"
+    assert len(sandbox.contraforce.state.effects) == 1
+    assert await queues.visible(queues.poison) == []
+
+
+async def test_duplicate_queue_delivery_does_not_act_twice(
+    queues: Queues, sandbox: Sandboxes
+) -> None:
+    reply = await call("unlink_ticket", UNLINK, unlink_body(), headers={"Prefer": "respond-async"})
+    message = json.dumps({"operationId": reply.body["operationId"]})
+    await queues.work.send_message(message)
+    await queues.drain()
+    assert len(sandbox.contraforce.state.effects) == 1
+    assert sandbox.contraforce.gate.counters.action_requests == 1
