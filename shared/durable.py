@@ -37,7 +37,7 @@ from shared.storage import Storage, storage
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-LEASE_MARGIN_SECONDS = 30
+LEASE_MARGIN_SECONDS = 5  # beyond the retry budget, for the answer to be recorded
 
 
 def _now() -> datetime:

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from local.azurite import Azurite
 from local.sandbox import contraforce as cf_sandbox
 from local.sandbox import d3 as d3_sandbox
 from local.sandbox.contraforce_state import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
@@ -31,6 +32,7 @@ class Stack:
     base_url: str
     contraforce: cf_sandbox.ContraForceSimulator
     d3: d3_sandbox.D3Simulator
+    settings: dict[str, str]
 
 
 def _free_port() -> int:
@@ -53,16 +55,51 @@ def _wait_until_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"local host not healthy at {url} after {STARTUP_SECONDS}s")
 
 
-@pytest.fixture(scope="session")
-def stack() -> Iterator[Stack]:
-    cf_app = cf_sandbox.create_app()
-    d3_sim = d3_sandbox.D3Simulator()
-    with serve_in_thread(cf_app) as cf_server, serve_in_thread(d3_sim.app) as d3_server:
-        port = _free_port()
-        env = {
+@dataclass
+class HostProcess:
+    process: subprocess.Popen[bytes]
+    base_url: str
+
+    def stop(self, *, kill: bool = False) -> None:
+        if self.process.poll() is None:
+            if kill:
+                self.process.kill()
+            else:
+                self.process.terminate()
+            self.process.wait(timeout=15)
+
+
+def start_host(env: dict[str, str]) -> HostProcess:
+    """`python -m local` in its own process, as `make run` starts it; returns once healthy."""
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "local"],
+        cwd=ROOT,
+        env={
             **{k: v for k, v in os.environ.items() if k in {"PATH", "HOME", "LANG", "TMPDIR"}},
             "PORT": str(port),
             "LOCAL_FUNCTION_KEY": FUNCTION_KEY,
+            **env,
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    host = HostProcess(process, f"http://127.0.0.1:{port}/api")
+    try:
+        _wait_until_healthy(f"{host.base_url}/health", process)
+    except RuntimeError:
+        host.stop(kill=True)
+        raise
+    return host
+
+
+@pytest.fixture(scope="session")
+def stack(azurite: Azurite) -> Iterator[Stack]:
+    cf_app = cf_sandbox.create_app()
+    d3_sim = d3_sandbox.D3Simulator()
+    with serve_in_thread(cf_app) as cf_server, serve_in_thread(d3_sim.app) as d3_server:
+        settings = {
+            "AzureWebJobsStorage": azurite.connection_string,
             "CONTRAFORCE_BASE_URL": f"{cf_server.base_url}/api/v2",
             "CONTRAFORCE_CLIENT_ID": DEMO_CLIENT_ID,
             "CONTRAFORCE_CLIENT_SECRET": DEMO_CLIENT_SECRET,
@@ -76,20 +113,11 @@ def stack() -> Iterator[Stack]:
             "RETRY_MAX_WAIT_SECONDS": "0.05",
             "RETRY_AFTER_CAP_SECONDS": "0.05",
         }
-        process = subprocess.Popen(
-            [sys.executable, "-m", "local"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        host = start_host(settings)
         try:
-            base_url = f"http://127.0.0.1:{port}/api"
-            _wait_until_healthy(f"{base_url}/health", process)
-            yield Stack(base_url, cf_sandbox.simulator_of(cf_app), d3_sim)
+            yield Stack(host.base_url, cf_sandbox.simulator_of(cf_app), d3_sim, settings)
         finally:
-            process.terminate()
-            process.wait(timeout=15)
+            host.stop()
 
 
 @pytest.fixture
