@@ -137,7 +137,7 @@ async def _execute(command: Command, settings: Settings) -> _Ran:
             return await _unlink_ticket(command, settings)
         return await _remove_linked_incidents(command, settings)
     except UpstreamError as exc:
-        error = item_error(exc)
+        error = _for_caller(item_error(exc), command, settings)
         logger.warning(
             "upstream=%s failed kind=%s status=%s code=%s request_id=%s attempts=%d",
             exc.upstream,
@@ -155,7 +155,7 @@ async def _execute(command: Command, settings: Settings) -> _Ran:
                 ItemResult(
                     target=target,
                     status=ItemStatus.FAILED,
-                    message=exc.message,
+                    message=error.message,
                     upstream=upstream,
                     attempts=exc.attempts,
                     error=error,
@@ -164,6 +164,25 @@ async def _execute(command: Command, settings: Settings) -> _Ran:
             ],
             attempts=exc.attempts,
         )
+
+
+def _for_caller(error: ItemError, command: Command, settings: Settings) -> ItemError:
+    """D3 checks the body's Username and Site against the key or token. When the caller chose
+    a user or site other than the configured ones, D3's 401 refuses *that* identity, not our
+    credentials: the caller's request is what must change (403), not the app's settings."""
+    if error.kind != "auth_rejected" or not isinstance(command, RemoveLinkedIncidents):
+        return error
+    if (command.username, command.site) == (settings.d3_default_username, settings.d3_default_site):
+        return error
+    return error.model_copy(
+        update={
+            "kind": "rejected",
+            "upstream_status": 403,
+            "code": "UPSTREAM_USER_REFUSED",
+            "message": f"D3 refused Username {command.username!r} on Site {command.site!r} "
+            f"({error.message}); the configured credential must be allowed for that user and site",
+        }
+    )
 
 
 async def _unlink_ticket(command: UnlinkTicket, settings: Settings) -> _Ran:

@@ -34,10 +34,9 @@ class Answer:
 
 
 def problem_answer(problem: Problem, style: ProblemStyle, **extra: Any) -> Answer:
-    body = problem.body(**extra)
     if style == "d3":
-        body["Error"] = problem.detail
-    return Answer(problem.status, body, PROBLEM_JSON, problem.headers())
+        problem = problem.model_copy(update={"error": problem.detail})
+    return Answer(problem.status, problem.body(**extra), PROBLEM_JSON, problem.headers())
 
 
 def _deciding(items: tuple[ItemResult, ...]) -> ItemResult:

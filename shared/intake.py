@@ -7,7 +7,7 @@ Order of checks: content type (415) → size (413) → JSON syntax (400, says wh
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from uuid import UUID
@@ -41,6 +41,10 @@ class Incoming:
     content_type: str | None
     route_params: Mapping[str, str]
     query: Mapping[str, str]
+
+
+# One per route family: the request's parts and the settings in, Commands (or a refusal) out.
+Parser = Callable[[Incoming, Settings], list[Command]]
 
 
 def read_json(incoming: Incoming, *, max_bytes: int) -> Any:

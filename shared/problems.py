@@ -63,6 +63,9 @@ class Problem(CamelModel):
     retry_after: int | None = None
     settings: list[str] | None = None
     outcome: dict[str, Any] | None = None
+    error: str | None = Field(
+        default=None, alias="Error", description="D3-style routes: D3's own Error member."
+    )
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}

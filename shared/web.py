@@ -13,6 +13,7 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import azure.functions as func
@@ -22,15 +23,13 @@ from shared.answers import Answer, ProblemStyle, problem_answer
 from shared.config import Settings, get_settings
 from shared.context import Invocation, set_invocation
 from shared.errors import AppError, InvalidPayload, NotFound, PayloadTooLarge
-from shared.intake import Incoming, dry_run_requested
-from shared.models.commands import Command
+from shared.intake import Incoming, Parser, dry_run_requested
 from shared.models.outcome import Outcome, OutcomeStatus
 from shared.operations import OperationRecord, RouteKind
 from shared.problems import from_error
 
 logger = logging.getLogger(__name__)
 
-Parser = Callable[[Incoming, Settings], list[Command]]
 Renderer = Callable[[Outcome], Answer]
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -104,6 +103,18 @@ async def answer(
     except Exception as exc:  # noqa: BLE001 - the edge: every error becomes a problem answer
         result = error_answer(exc, problem_style)
     return to_http(result, invocation, instance=_path(req.url))
+
+
+async def answer_with(
+    req: func.HttpRequest, build: Callable[[], Answer | dict[str, Any]]
+) -> func.HttpResponse:
+    """Answer a read-only route from a function of no arguments (a JSON document or an Answer)."""
+
+    async def work(_: Invocation) -> Answer:
+        result = build()
+        return result if isinstance(result, Answer) else Answer(200, result)
+
+    return await answer(req, work)
 
 
 async def respond(

@@ -67,6 +67,8 @@ def test_every_route_is_registered_with_its_methods_and_auth_level() -> None:
         "webhooks/contraforce": (("POST",), "FUNCTION"),
         "operations/{operationId}": (("GET",), "FUNCTION"),
         "health": (("GET",), "ANONYMOUS"),
+        "openapi.json": (("GET",), "ANONYMOUS"),
+        "swagger.json": (("GET",), "ANONYMOUS"),
     }
 
 
@@ -86,7 +88,7 @@ def test_function_app_imports_with_no_settings_at_all() -> None:
         text=True,
         check=False,
     )
-    assert (result.returncode, result.stdout.strip()) == (0, "9"), result.stderr
+    assert (result.returncode, result.stdout.strip()) == (0, "11"), result.stderr
 
 
 # ---- ContraForce mirror: the vendor's shapes -----------------------------------------------
@@ -279,6 +281,19 @@ async def test_d3_with_jwt_credentials_mints_a_token_the_simulator_accepts(
     monkeypatch.setenv("D3_JWT_SECRET", DEFAULT_JWT_SECRET)
     reply = await remove({"sourceIncident": "20231025-130", "linkedIncidents": ["20231025-131"]})
     assert reply.status == 200
+
+
+async def test_d3_refusing_a_caller_chosen_user_is_the_callers_403_not_our_502(
+    sandbox: Sandboxes,
+) -> None:
+    body = {
+        "username": "intruder",
+        "sourceIncident": "20231025-130",
+        "linkedIncidents": ["20231025-131"],
+    }
+    reply = await remove(body)
+    assert (reply.status, reply.body["code"]) == (403, "UPSTREAM_USER_REFUSED")
+    assert "'intruder'" in reply.body["detail"]
 
 
 async def test_d3_429_is_retried(sandbox: Sandboxes) -> None:

@@ -1,0 +1,454 @@
+"""The API description, generated from the same pydantic models the app parses and answers with.
+
+`openapi()` is OpenAPI 3.1 (JSON Schema 2020-12, as pydantic emits it). `swagger()` is
+Swagger 2.0 for the Logic Apps *HTTP + Swagger* action and Power Platform custom connectors,
+which take 2.0 only: every operation has an `operationId` and `x-ms-summary`, nullable unions
+become `x-nullable`, and the async 202 + `Location` pattern is declared where it applies.
+Both are built once per process, on first request.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any, Literal
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from shared.models.commands import (
+    RemoveLinkedIncidentsBulkInput,
+    RemoveLinkedIncidentsInput,
+    UnlinkTicketBulkInput,
+    UnlinkTicketInput,
+)
+from shared.models.contraforce import ApiResponseOfboolean, UnlinkServiceTicketRequest
+from shared.models.d3 import D3CommandResponse, RemoveLinkedIncidentsEnvelope
+from shared.models.outcome import Outcome
+from shared.problems import Problem
+
+TITLE = "Incident Link Actions"
+VERSION = "1.0.0"
+REF = "#/components/schemas/{model}"
+PROBLEM = "application/problem+json"
+JSON = "application/json"
+
+Auth = Literal["function", "anonymous"]
+
+_MODELS: list[type[BaseModel]] = [
+    UnlinkServiceTicketRequest,
+    RemoveLinkedIncidentsEnvelope,
+    UnlinkTicketInput,
+    UnlinkTicketBulkInput,
+    RemoveLinkedIncidentsInput,
+    RemoveLinkedIncidentsBulkInput,
+    ApiResponseOfboolean,
+    D3CommandResponse,
+    Outcome,
+    Problem,
+]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One documented route; `path` is relative to `/api`, as registered."""
+
+    method: Literal["get", "post"]
+    path: str
+    operation_id: str
+    summary: str
+    description: str
+    auth: Auth = "function"
+    body: tuple[str, ...] = ()  # schema names; more than one means "one of"
+    ok: dict[int, str] = field(default_factory=dict)  # status -> schema name
+    errors: tuple[int, ...] = ()
+    action: bool = False  # dryRun, Prefer: respond-async, Idempotency-Key, 202 + Location
+    vendor_content: bool = False  # the success answer is the vendor's own shape
+
+
+# Ours, plus the upstream 4xx passed through (400, 403, 404, 409, 422).
+_ACTION_ERRORS = (400, 401, 403, 404, 409, 413, 415, 422, 500, 502, 503)
+ROUTES: tuple[Route, ...] = (
+    Route(
+        "post",
+        "contraforce/workspaces/{workspaceId}/tickets/unlink",
+        "ContraForceUnlinkTicket",
+        "Unlink ticket (ContraForce drop-in)",
+        "ContraForce's own request and answer shapes: swap the base URL and a caller written for "
+        "ContraForce works unchanged. Adds retries, pacing and X-Operation-Id/X-Correlation-Id.",
+        body=("UnlinkServiceTicketRequest",),
+        ok={200: "ApiResponseOfboolean"},
+        errors=_ACTION_ERRORS,
+        action=True,
+        vendor_content=True,
+    ),
+    Route(
+        "post",
+        "d3/Command/RemoveLinkedIncidents",
+        "D3RemoveLinkedIncidents",
+        "Remove linked incidents (D3 drop-in)",
+        "D3 SOAR's own envelope and answer (including Partially Successful). Username and Site "
+        "fall back to the configured defaults. Failures are problem+json with D3's Error member.",
+        body=("RemoveLinkedIncidentsEnvelope",),
+        ok={200: "D3CommandResponse"},
+        errors=_ACTION_ERRORS,
+        action=True,
+        vendor_content=True,
+    ),
+    Route(
+        "post",
+        "actions/unlink-ticket",
+        "UnlinkTicket",
+        "Unlink the service ticket of ContraForce incidents",
+        "One incident or `items`. 200 all succeeded, 207 some did; otherwise the deciding "
+        "failure as problem+json with the Outcome inside.",
+        body=("UnlinkTicketInput", "UnlinkTicketBulkInput"),
+        ok={200: "Outcome", 207: "Outcome"},
+        errors=_ACTION_ERRORS,
+        action=True,
+    ),
+    Route(
+        "post",
+        "actions/remove-linked-incidents",
+        "RemoveLinkedIncidents",
+        "Remove links between D3 incidents",
+        "One source incident or `items`. 200 all succeeded, 207 some did (one item per linked "
+        "incident, with D3's message); otherwise the deciding failure as problem+json.",
+        body=("RemoveLinkedIncidentsInput", "RemoveLinkedIncidentsBulkInput"),
+        ok={200: "Outcome", 207: "Outcome"},
+        errors=_ACTION_ERRORS,
+        action=True,
+    ),
+    Route(
+        "post",
+        "actions/{action}",
+        "UnknownAction",
+        "Unknown action",
+        "Any other action name: always 404 problem+json listing the known actions.",
+        errors=(401, 404),
+    ),
+    Route(
+        "post",
+        "webhooks/contraforce",
+        "ContraForceWebhook",
+        "ContraForce webhook receiver",
+        "Signed ContraForce webhook deliveries (X-CF-Signature over the raw body). Verified, then "
+        "queued (202), skipped by policy (200) or acknowledged as a test (200).",
+        body=("ContraForceEvent",),
+        ok={200: "WebhookAcknowledgement"},
+        errors=(400, 401, 413, 422, 503),
+    ),
+    Route(
+        "get",
+        "operations/{operationId}",
+        "GetOperation",
+        "Operation status",
+        "202 while the operation is pending (poll again after Retry-After), then its final "
+        "answer: 200 or 207 with the Outcome, or the deciding failure as problem+json.",
+        ok={200: "Outcome", 207: "Outcome", 202: "Outcome"},
+        errors=(400, 401, 403, 404, 409, 422, 500, 502, 503),
+    ),
+    Route(
+        "get",
+        "health",
+        "Health",
+        "Health",
+        "Whether settings are valid and each upstream is configured. Names, never values.",
+        auth="anonymous",
+        ok={200: "Health"},
+        errors=(503,),
+    ),
+    Route(
+        "get",
+        "openapi.json",
+        "OpenApi",
+        "This API as OpenAPI 3.1",
+        "Generated from the models the app uses.",
+        auth="anonymous",
+        ok={200: "Document"},
+    ),
+    Route(
+        "get",
+        "swagger.json",
+        "Swagger",
+        "This API as Swagger 2.0",
+        "For the Logic Apps HTTP + Swagger action and Power Platform custom connectors.",
+        auth="anonymous",
+        ok={200: "Document"},
+    ),
+)
+
+_EXTRA_SCHEMAS: dict[str, dict[str, Any]] = {
+    "ContraForceEvent": {
+        "type": "object",
+        "description": "A ContraForce webhook event: {type, timestamp, data{...}}.",
+        "properties": {"type": {"type": "string"}, "data": {"type": "object"}},
+    },
+    "WebhookAcknowledgement": {
+        "type": "object",
+        "properties": {
+            "status": {"type": "string", "enum": ["acknowledged", "skipped"]},
+            "eventId": {"type": "string"},
+            "operationId": {"type": "string"},
+            "reason": {"type": "string"},
+            "test": {"type": "boolean"},
+        },
+    },
+    "Health": {"type": "object", "properties": {"status": {"type": "string"}}},
+    "Document": {"type": "object"},
+}
+
+
+def _schemas() -> dict[str, Any]:
+    _, top = models_json_schema(
+        [(model, "validation") for model in _MODELS[:6]]
+        + [(model, "serialization") for model in _MODELS[6:]],
+        ref_template=REF,
+    )
+    defs: dict[str, Any] = top.get("$defs", {})
+    return {**defs, **copy.deepcopy(_EXTRA_SCHEMAS)}
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": REF.format(model=name)}
+
+
+def _path_parameters(path: str) -> list[dict[str, Any]]:
+    names = [part[1:-1] for part in path.split("/") if part.startswith("{")]
+    formats = {"workspaceId": "uuid"}
+    return [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", **({"format": formats[name]} if name in formats else {})},
+        }
+        for name in names
+    ]
+
+
+_ACTION_PARAMETERS: list[dict[str, Any]] = [
+    {
+        "name": "dryRun",
+        "in": "query",
+        "required": False,
+        "description": "Validate; return the exact upstream request, secrets masked; send nothing.",
+        "schema": {"type": "boolean"},
+    },
+    {
+        "name": "Prefer",
+        "in": "header",
+        "required": False,
+        "description": "`respond-async`: queue the work and answer 202 + Location.",
+        "schema": {"type": "string"},
+    },
+    {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "description": "A repeat with the same key returns the first answer without acting again.",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    },
+]
+
+_ASYNC_HEADERS = {
+    "Location": {
+        "description": "Poll this URL (GET) for the result.",
+        "schema": {"type": "string"},
+    },
+    "Retry-After": {
+        "description": "Seconds to wait before polling.",
+        "schema": {"type": "integer"},
+    },
+}
+
+
+def _operation(route: Route) -> dict[str, Any]:
+    responses: dict[str, Any] = {}
+    descriptions = {200: "OK", 202: "Accepted: pending", 207: "Partially succeeded"}
+    for status, name in route.ok.items():
+        response: dict[str, Any] = {
+            "description": descriptions[status],
+            "content": {JSON: {"schema": _ref(name)}},
+        }
+        if status == 202:
+            response["headers"] = _ASYNC_HEADERS
+        responses[str(status)] = response
+    if route.action:
+        responses["202"] = {
+            "description": "Accepted (Prefer: respond-async, or a repeat still running)",
+            "headers": _ASYNC_HEADERS,
+            "content": {JSON: {"schema": _ref("Outcome")}},
+        }
+    for status in route.errors:
+        responses[str(status)] = {
+            "description": "Problem details (RFC 9457)",
+            "content": {PROBLEM: {"schema": _ref("Problem")}},
+        }
+    operation: dict[str, Any] = {
+        "operationId": route.operation_id,
+        "summary": route.summary,
+        "description": route.description,
+        "parameters": _path_parameters(route.path) + (_ACTION_PARAMETERS if route.action else []),
+        "responses": responses,
+    }
+    if route.body:
+        body = (
+            _ref(route.body[0])
+            if len(route.body) == 1
+            else {"oneOf": [_ref(b) for b in route.body]}
+        )
+        operation["requestBody"] = {"required": True, "content": {JSON: {"schema": body}}}
+    operation["security"] = (
+        [] if route.auth == "anonymous" else [{"functionKey": []}, {"functionKeyQuery": []}]
+    )
+    return operation
+
+
+@cache
+def openapi() -> dict[str, Any]:
+    """OpenAPI 3.1 for every registered route."""
+    paths: dict[str, Any] = {}
+    for route in ROUTES:
+        paths.setdefault(f"/{route.path}", {})[route.method] = _operation(route)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": TITLE, "version": VERSION},
+        "servers": [{"url": "/api"}],
+        "paths": paths,
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {
+                "functionKey": {"type": "apiKey", "in": "header", "name": "x-functions-key"},
+                "functionKeyQuery": {"type": "apiKey", "in": "query", "name": "code"},
+            },
+        },
+    }
+
+
+# ---- Swagger 2.0 ------------------------------------------------------------------------------
+
+_DROP = {"examples", "$schema", "prefixItems", "unevaluatedProperties", "discriminator", "const"}
+
+
+def _swagger_schema(schema: Any) -> Any:
+    """JSON Schema 2020-12 (as pydantic emits it) → the Swagger 2.0 subset."""
+    if isinstance(schema, list):
+        return [_swagger_schema(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    result: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key == "$ref":
+            result[key] = value.replace("#/components/schemas/", "#/definitions/")
+        elif key in {"anyOf", "oneOf"}:
+            options = [o for o in value if o != {"type": "null"}]
+            if len(options) < len(value):
+                result["x-nullable"] = True
+            if len(options) == 1:
+                result.update(_swagger_schema(options[0]))
+        elif key == "const":
+            result["enum"] = [value]
+        elif key == "type" and isinstance(value, list):
+            kinds = [kind for kind in value if kind != "null"]
+            result["type"] = kinds[0] if kinds else "string"
+            if "null" in value:
+                result["x-nullable"] = True
+        elif key in {"exclusiveMinimum", "exclusiveMaximum"} and not isinstance(value, bool):
+            result[key.replace("exclusiveM", "m")] = value
+            result[key] = True
+        elif (key == "default" and value is None) or key in _DROP:
+            continue
+        else:
+            result[key] = _swagger_schema(value)
+    if "$ref" in result and len(result) > 1:  # Swagger 2.0 ignores siblings of $ref
+        return {"$ref": result["$ref"]}
+    return result
+
+
+def _swagger_parameter(parameter: dict[str, Any]) -> dict[str, Any]:
+    converted = {k: v for k, v in parameter.items() if k != "schema"}
+    converted.update(_swagger_schema(parameter["schema"]))
+    converted["x-ms-summary"] = parameter["name"]
+    return converted
+
+
+def _swagger_body(route: Route) -> dict[str, Any]:
+    if len(route.body) == 1:
+        schema: dict[str, Any] = {"$ref": f"#/definitions/{route.body[0]}"}
+    else:  # Swagger 2.0 has no oneOf: the single form's fields, or `items` of them
+        single = route.body[0]
+        schema = {
+            "type": "object",
+            "description": f"Either the fields of {single}, or `items`: a list of them.",
+            "allOf": [{"$ref": f"#/definitions/{single}"}],
+            "properties": {
+                "items": {"type": "array", "items": {"$ref": f"#/definitions/{single}"}}
+            },
+        }
+    return {
+        "name": "body",
+        "in": "body",
+        "required": True,
+        "schema": schema,
+        "x-ms-summary": "Body",
+    }
+
+
+def _swagger_operation(route: Route, operation: dict[str, Any]) -> dict[str, Any]:
+    responses: dict[str, Any] = {}
+    for status, response in operation["responses"].items():
+        content = next(iter(response.get("content", {}).values()), None)
+        converted: dict[str, Any] = {"description": response["description"]}
+        if content is not None:
+            converted["schema"] = _swagger_schema(content["schema"])
+        if "headers" in response:
+            converted["headers"] = {
+                name: {"description": h["description"], **h["schema"]}
+                for name, h in response["headers"].items()
+            }
+        responses[status] = converted
+    parameters = [_swagger_parameter(p) for p in operation["parameters"]]
+    if route.body:
+        parameters.append(_swagger_body(route))
+    result: dict[str, Any] = {
+        "operationId": route.operation_id,
+        "summary": route.summary,
+        "description": route.description,
+        "x-ms-summary": route.summary,
+        "consumes": [JSON] if route.body else [],
+        "produces": [JSON, PROBLEM],
+        "parameters": parameters,
+        "responses": responses,
+        "security": operation["security"],
+    }
+    if route.action:
+        result["x-ms-long-running-operation"] = True
+    return result
+
+
+@cache
+def swagger() -> dict[str, Any]:
+    """Swagger 2.0 for every registered route."""
+    spec = openapi()
+    paths: dict[str, Any] = {}
+    for route in ROUTES:
+        operation = spec["paths"][f"/{route.path}"][route.method]
+        paths.setdefault(f"/{route.path}", {})[route.method] = _swagger_operation(route, operation)
+    return {
+        "swagger": "2.0",
+        "info": {"title": TITLE, "version": VERSION},
+        "basePath": "/api",
+        "schemes": ["https"],
+        "consumes": [JSON],
+        "produces": [JSON, PROBLEM],
+        "paths": paths,
+        "definitions": {
+            name: _swagger_schema(schema) for name, schema in spec["components"]["schemas"].items()
+        },
+        "securityDefinitions": {
+            "functionKey": {"type": "apiKey", "in": "header", "name": "x-functions-key"},
+            "functionKeyQuery": {"type": "apiKey", "in": "query", "name": "code"},
+        },
+    }
