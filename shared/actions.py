@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 from shared.clients import registry
 from shared.config import Settings
+from shared.context import current_invocation
 from shared.errors import Upstream, UpstreamError
 from shared.models.commands import Action, Command, RemoveLinkedIncidents, UnlinkTicket
 from shared.models.outcome import (
@@ -49,6 +50,7 @@ async def run(
     settings: Settings,
     operation_id: str,
     dry_run: bool = False,
+    caller: str = "direct",
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Outcome:
     """Run every command (or, with `dry_run`, only describe its upstream request)."""
@@ -83,17 +85,36 @@ async def run(
         finished_at=clock(),
         replies=replies,
     )
+    _log(outcome, caller=caller, upstream=upstream_of(commands[0]))
+    return outcome
+
+
+def _log(outcome: Outcome, *, caller: str, upstream: str) -> None:
+    """One structured line per action: what a SOC engineer greps for. Never a secret."""
+    invocation = current_invocation()
+    request_ids = sorted(
+        {i.upstream.request_id for i in outcome.items if i.upstream and i.upstream.request_id}
+    )
+    elapsed = (
+        (outcome.finished_at - outcome.started_at).total_seconds() * 1000
+        if outcome.finished_at
+        else 0.0
+    )
     logger.info(
-        "operation=%s action=%s upstream=%s items=%d status=%s attempts=%d dry_run=%s",
-        operation_id,
+        "action operation=%s correlation=%s caller=%s action=%s upstream=%s items=%d "
+        "status=%s attempts=%d upstream_request_ids=%s duration_ms=%.0f dry_run=%s",
+        outcome.operation_id,
+        invocation.correlation_id if invocation else outcome.operation_id,
+        caller,
         outcome.action,
-        upstream_of(commands[0]),
-        len(items),
+        upstream,
+        len(outcome.items),
         outcome.status.value,
         outcome.attempts,
-        dry_run,
+        ",".join(request_ids) or "-",
+        elapsed,
+        outcome.dry_run,
     )
-    return outcome
 
 
 class _Ran:

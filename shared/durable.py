@@ -258,6 +258,7 @@ async def _run_and_record(
         [record.commands[i] for i in indexes],
         settings=settings,
         operation_id=record.operation_id,
+        caller=f"{record.route}:queued" if queue is not None else record.route,
     )
     result = _merge(record, ran, indexes)
     now = clock()

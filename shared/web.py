@@ -140,7 +140,11 @@ async def respond(
         queued = prefers_async(req)
         if dry_run or (key is None and not queued):
             outcome = await actions.run(
-                commands, settings=settings, operation_id=invocation.operation_id, dry_run=dry_run
+                commands,
+                settings=settings,
+                operation_id=invocation.operation_id,
+                dry_run=dry_run,
+                caller=route,
             )
             return render(outcome)
         claim = await durable.submit(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -418,3 +419,29 @@ async def test_correlation_id_falls_back_to_the_traceparent_trace_id(sandbox: Sa
         {"workspaceId": WS, "incident": {"id": TICKETED}}, headers={"traceparent": traceparent}
     )
     assert reply.headers["x-correlation-id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+async def test_every_action_logs_one_structured_line_and_never_a_secret(
+    sandbox: Sandboxes, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG):
+        reply = await unlink(
+            {"workspaceId": WS, "incident": {"id": TICKETED}},
+            headers={"X-Correlation-Id": "case-7"},
+        )
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("action ")]
+    operation, request_id = reply.body["operationId"], reply.body["upstream"]["requestId"]
+    for part in (
+        f"operation={operation}",
+        "correlation=case-7",
+        "caller=canonical",
+        "action=unlink_ticket",
+        "upstream=contraforce",
+        "status=succeeded",
+        "attempts=1",
+        f"upstream_request_ids={request_id}",
+        "duration_ms=",
+    ):
+        assert part in line
+    assert "sandbox-secret" not in caplog.text
+    assert "Basic " not in caplog.text
