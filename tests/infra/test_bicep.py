@@ -323,9 +323,7 @@ def test_the_secrets_are_the_settings_typed_secret(real: Templates) -> None:
 
 
 def test_every_key_vault_secret_has_its_set_command_documented(real: Templates) -> None:
-    # docs/deploy.md, or the README once the Deploy section has moved there.
-    docs = [ROOT / "docs" / "deploy.md", ROOT / "README.md"]
-    deploy = "\n".join(path.read_text(encoding="utf-8") for path in docs if path.is_file())
+    deploy = (ROOT / "README.md").read_text(encoding="utf-8")
     referenced = templates.key_vault_references(real)
     assert referenced
     for secret in referenced:
