@@ -30,6 +30,7 @@ from local.sandbox import contraforce as cf_sandbox
 from local.sandbox import d3 as d3_sandbox
 from local.sandbox.contraforce_state import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_WORKSPACE_ID
 from local.sandbox.d3_state import DEMO_SITE, DEMO_USERNAME
+from local.send_webhook import SANDBOX_WEBHOOK_SECRET
 from local.server import serve_in_thread
 from shared import storage
 from shared.clients import registry
@@ -57,6 +58,12 @@ def _start_sandboxes(stack: ExitStack, env: MutableMapping[str, str]) -> list[st
         env.setdefault("D3_DEFAULT_USERNAME", DEMO_USERNAME)
         env.setdefault("D3_DEFAULT_SITE", DEMO_SITE)
         summaries.append(simulator.summary(server.base_url))
+    if not env.get("CONTRAFORCE_WEBHOOK_SECRETS"):
+        env["CONTRAFORCE_WEBHOOK_SECRETS"] = SANDBOX_WEBHOOK_SECRET
+        summaries.append(
+            f"ContraForce webhooks signed with {SANDBOX_WEBHOOK_SECRET!r} (sandbox only); "
+            "send one: .venv/bin/python -m local.send_webhook"
+        )
     if not env.get("AzureWebJobsStorage"):
         azurite = stack.enter_context(start_azurite())
         env["AzureWebJobsStorage"] = azurite.connection_string
