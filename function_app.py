@@ -1,8 +1,13 @@
 """The only entry point: the FunctionApp and its blueprints. No I/O, no settings at import."""
 
+import logging
+
 import azure.functions as func
 
 from functions import actions, contraforce, d3, operations, ops, webhooks, worker
+
+# The Azure SDK logs every storage request at INFO: keep Application Insights for our own lines.
+logging.getLogger("azure").setLevel(logging.WARNING)
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
