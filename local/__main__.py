@@ -28,8 +28,9 @@ from local.host import LocalHost, load_host_json
 from local.queues import QueueOptions, QueueRunner
 from local.sandbox import contraforce as cf_sandbox
 from local.sandbox import d3 as d3_sandbox
-from local.sandbox.contraforce_state import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_WORKSPACE_ID
+from local.sandbox.contraforce_state import DEMO_WORKSPACE_ID
 from local.sandbox.d3_state import DEMO_SITE, DEMO_USERNAME
+from local.sandbox.settings import contraforce_settings, d3_settings
 from local.send_webhook import SANDBOX_WEBHOOK_SECRET
 from local.server import serve_in_thread
 from shared import storage
@@ -45,18 +46,16 @@ def _start_sandboxes(stack: ExitStack, env: MutableMapping[str, str]) -> list[st
     if not env.get("CONTRAFORCE_BASE_URL"):
         cf_app = cf_sandbox.create_app()
         server = stack.enter_context(serve_in_thread(cf_app))
-        env["CONTRAFORCE_BASE_URL"] = f"{server.base_url}/api/v2"
-        env["CONTRAFORCE_CLIENT_ID"] = DEMO_CLIENT_ID
-        env["CONTRAFORCE_CLIENT_SECRET"] = DEMO_CLIENT_SECRET
+        env.update(contraforce_settings(server.base_url))
         summaries.append(cf_sandbox.simulator_of(cf_app).summary(server.base_url))
     if not env.get("D3_BASE_URL"):
         simulator = d3_sandbox.D3Simulator()
         server = stack.enter_context(serve_in_thread(simulator.app))
-        env["D3_BASE_URL"] = f"{server.base_url}{simulator.api_path}"
-        env["D3_API_KEY_HEADER"] = d3_sandbox.DEFAULT_API_KEY_HEADER
-        env["D3_API_KEY"] = d3_sandbox.DEFAULT_API_KEY
-        env.setdefault("D3_DEFAULT_USERNAME", DEMO_USERNAME)
-        env.setdefault("D3_DEFAULT_SITE", DEMO_SITE)
+        for name, value in d3_settings(server.base_url, simulator).items():
+            if name.startswith("D3_DEFAULT_"):
+                env.setdefault(name, value)
+            else:
+                env[name] = value
         summaries.append(simulator.summary(server.base_url))
     if not env.get("CONTRAFORCE_WEBHOOK_SECRETS"):
         env["CONTRAFORCE_WEBHOOK_SECRETS"] = SANDBOX_WEBHOOK_SECRET

@@ -60,7 +60,8 @@ class QueueOptions:
         )
 
 
-def _client(connection: str, queue: str) -> QueueClient:
+def queue_client(connection: str, queue: str) -> QueueClient:
+    """A queue client that reads and writes Base64 text, as the Functions host does."""
     return QueueClient.from_connection_string(
         connection,
         queue,
@@ -95,8 +96,8 @@ class QueueRunner:
     async def start(self, functions: Sequence[QueueFunction]) -> None:
         for function in functions:
             connection = self._connection(function)
-            queue = _client(connection, function.queue_name)
-            poison = _client(connection, f"{function.queue_name}-poison")
+            queue = queue_client(connection, function.queue_name)
+            poison = queue_client(connection, f"{function.queue_name}-poison")
             self._clients += [queue, poison]
             for client in (queue, poison):
                 with contextlib.suppress(ResourceExistsError):

@@ -18,9 +18,8 @@ import pytest
 from local.azurite import Azurite
 from local.sandbox import contraforce as cf_sandbox
 from local.sandbox import d3 as d3_sandbox
-from local.sandbox.contraforce_state import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
-from local.sandbox.d3_state import DEMO_SITE, DEMO_USERNAME
-from local.server import serve_in_thread
+from local.sandbox.settings import FAST_RETRIES
+from tests.conftest import Sandboxes
 
 ROOT = Path(__file__).parents[2]
 FUNCTION_KEY = "e2e-function-key"
@@ -94,30 +93,17 @@ def start_host(env: dict[str, str]) -> HostProcess:
 
 
 @pytest.fixture(scope="session")
-def stack(azurite: Azurite) -> Iterator[Stack]:
-    cf_app = cf_sandbox.create_app()
-    d3_sim = d3_sandbox.D3Simulator()
-    with serve_in_thread(cf_app) as cf_server, serve_in_thread(d3_sim.app) as d3_server:
-        settings = {
-            "AzureWebJobsStorage": azurite.connection_string,
-            "CONTRAFORCE_BASE_URL": f"{cf_server.base_url}/api/v2",
-            "CONTRAFORCE_CLIENT_ID": DEMO_CLIENT_ID,
-            "CONTRAFORCE_CLIENT_SECRET": DEMO_CLIENT_SECRET,
-            "D3_BASE_URL": f"{d3_server.base_url}{d3_sim.api_path}",
-            "D3_API_KEY_HEADER": d3_sandbox.DEFAULT_API_KEY_HEADER,
-            "D3_API_KEY": d3_sandbox.DEFAULT_API_KEY,
-            "D3_DEFAULT_USERNAME": DEMO_USERNAME,
-            "D3_DEFAULT_SITE": DEMO_SITE,
-            "RETRY_ATTEMPTS": "4",
-            "RETRY_INITIAL_WAIT_SECONDS": "0.01",
-            "RETRY_MAX_WAIT_SECONDS": "0.05",
-            "RETRY_AFTER_CAP_SECONDS": "0.05",
-        }
-        host = start_host(settings)
-        try:
-            yield Stack(host.base_url, cf_sandbox.simulator_of(cf_app), d3_sim, settings)
-        finally:
-            host.stop()
+def stack(azurite: Azurite, sandboxes: Sandboxes) -> Iterator[Stack]:
+    settings = {
+        **sandboxes.settings,
+        **FAST_RETRIES,
+        "AzureWebJobsStorage": azurite.connection_string,
+    }
+    host = start_host(settings)
+    try:
+        yield Stack(host.base_url, sandboxes.contraforce, sandboxes.d3, settings)
+    finally:
+        host.stop()
 
 
 @pytest.fixture

@@ -14,36 +14,8 @@ import pytest
 from azure.functions.decorators.function_app import Function
 
 from function_app import app
-from local.sandbox import contraforce as cf_sandbox
-from local.sandbox import d3 as d3_sandbox
-from local.sandbox.contraforce_state import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
-from local.sandbox.d3_state import DEMO_SITE, DEMO_USERNAME
-from local.server import RunningServer, serve_in_thread
-
-
-@dataclass(frozen=True)
-class Sandboxes:
-    contraforce: cf_sandbox.ContraForceSimulator
-    d3: d3_sandbox.D3Simulator
-    contraforce_url: str
-    d3_url: str
-
-
-@pytest.fixture(scope="session")
-def sandboxes() -> Iterator[Sandboxes]:
-    cf_app = cf_sandbox.create_app()
-    d3_sim = d3_sandbox.D3Simulator()
-    with serve_in_thread(cf_app) as cf_server, serve_in_thread(d3_sim.app) as d3_server:
-        yield Sandboxes(
-            contraforce=cf_sandbox.simulator_of(cf_app),
-            d3=d3_sim,
-            contraforce_url=f"{_url(cf_server)}/api/v2",
-            d3_url=f"{_url(d3_server)}{d3_sim.api_path}",
-        )
-
-
-def _url(server: RunningServer) -> str:
-    return server.base_url.rstrip("/")
+from local.sandbox.settings import FAST_RETRIES
+from tests.conftest import Sandboxes
 
 
 @pytest.fixture
@@ -51,23 +23,7 @@ def sandbox(sandboxes: Sandboxes, monkeypatch: pytest.MonkeyPatch) -> Iterator[S
     """Fresh demo state, no faults, and app settings pointing at the simulators."""
     sandboxes.contraforce.reset()
     sandboxes.d3.reset()
-    settings = {
-        "CONTRAFORCE_BASE_URL": sandboxes.contraforce_url,
-        "CONTRAFORCE_CLIENT_ID": DEMO_CLIENT_ID,
-        "CONTRAFORCE_CLIENT_SECRET": DEMO_CLIENT_SECRET,
-        "D3_BASE_URL": sandboxes.d3_url,
-        "D3_API_KEY_HEADER": d3_sandbox.DEFAULT_API_KEY_HEADER,
-        "D3_API_KEY": d3_sandbox.DEFAULT_API_KEY,
-        "D3_DEFAULT_USERNAME": DEMO_USERNAME,
-        "D3_DEFAULT_SITE": DEMO_SITE,
-        # Real retries, short waits: Retry-After is honored up to this cap.
-        "RETRY_ATTEMPTS": "4",
-        "RETRY_INITIAL_WAIT_SECONDS": "0.01",
-        "RETRY_MAX_WAIT_SECONDS": "0.05",
-        "RETRY_AFTER_CAP_SECONDS": "0.05",
-        "RETRY_BUDGET_SECONDS": "10",
-    }
-    for name, value in settings.items():
+    for name, value in {**sandboxes.settings, **FAST_RETRIES, "RETRY_BUDGET_SECONDS": "10"}.items():
         monkeypatch.setenv(name, value)
     yield sandboxes
     sandboxes.contraforce.reset()

@@ -18,17 +18,17 @@ from typing import Any
 
 import pytest
 from azure.core.exceptions import ResourceExistsError
-from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
 from azure.storage.queue.aio import QueueClient
 
 from local.azurite import Azurite
 from local.host import QueueFunction
-from local.queues import QueueOptions, QueueRunner
+from local.queues import QueueOptions, QueueRunner, queue_client
 from local.sandbox.contraforce_state import DEMO_WORKSPACE_ID
 from local.sandbox.faults import Fault, FaultKind, FaultPlan
 from shared import storage
 from shared.webhooks import UNLINKING_EVENT, sign
-from tests.functions.conftest import Reply, Sandboxes, call, registered
+from tests.conftest import Sandboxes
+from tests.functions.conftest import Reply, call, registered
 
 WS = str(DEMO_WORKSPACE_ID)
 TICKETED = "6d1f0c2a-4e4b-4b8f-9d55-0a3c1b2e7f10"
@@ -64,12 +64,7 @@ class Queues:
 
 
 def _client(azurite: Azurite, name: str) -> QueueClient:
-    return QueueClient.from_connection_string(
-        azurite.connection_string,
-        name,
-        message_encode_policy=TextBase64EncodePolicy(),
-        message_decode_policy=TextBase64DecodePolicy(),
-    )
+    return queue_client(azurite.connection_string, name)
 
 
 @pytest.fixture

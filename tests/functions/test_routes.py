@@ -15,8 +15,8 @@ import pytest
 from local.sandbox.contraforce_state import DEMO_OTHER_WORKSPACE_ID, DEMO_WORKSPACE_ID
 from local.sandbox.d3_state import DEMO_SITE
 from local.sandbox.faults import Fault, FaultKind, FaultPlan
-from tests.conftest import load_json
-from tests.functions.conftest import Sandboxes, call, registered
+from tests.conftest import Sandboxes, load_json
+from tests.functions.conftest import call, registered
 
 WS = str(DEMO_WORKSPACE_ID)
 TICKETED = "6d1f0c2a-4e4b-4b8f-9d55-0a3c1b2e7f10"  # incident #1001, linked to ServiceNow

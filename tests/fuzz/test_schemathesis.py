@@ -15,14 +15,11 @@ from schemathesis import checks
 from function_app import app
 from local.azurite import Azurite
 from local.host import LocalHost
-from local.sandbox import contraforce as cf_sandbox
-from local.sandbox import d3 as d3_sandbox
-from local.sandbox.contraforce_state import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
-from local.sandbox.d3_state import DEMO_SITE, DEMO_USERNAME
 from local.server import serve_in_thread
 from shared import storage
 from shared.clients import registry
 from shared.openapi import openapi
+from tests.conftest import Sandboxes
 
 KEY = "fuzz-function-key"
 schema = schemathesis.openapi.from_dict(openapi())
@@ -38,29 +35,12 @@ CHECKS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def upstreams() -> Iterator[dict[str, str]]:
-    cf_app = cf_sandbox.create_app()
-    d3_sim = d3_sandbox.D3Simulator()
-    with serve_in_thread(cf_app) as cf, serve_in_thread(d3_sim.app) as d3:
-        yield {
-            "CONTRAFORCE_BASE_URL": f"{cf.base_url}/api/v2",
-            "D3_BASE_URL": f"{d3.base_url}{d3_sim.api_path}",
-        }
-
-
 @pytest.fixture
 def base_url(
-    upstreams: dict[str, str], azurite: Azurite, monkeypatch: pytest.MonkeyPatch
+    sandboxes: Sandboxes, azurite: Azurite, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[str]:
     for name, value in {
-        **upstreams,
-        "CONTRAFORCE_CLIENT_ID": DEMO_CLIENT_ID,
-        "CONTRAFORCE_CLIENT_SECRET": DEMO_CLIENT_SECRET,
-        "D3_API_KEY_HEADER": d3_sandbox.DEFAULT_API_KEY_HEADER,
-        "D3_API_KEY": d3_sandbox.DEFAULT_API_KEY,
-        "D3_DEFAULT_USERNAME": DEMO_USERNAME,
-        "D3_DEFAULT_SITE": DEMO_SITE,
+        **sandboxes.settings,
         "AzureWebJobsStorage": azurite.connection_string,
         "CONTRAFORCE_WEBHOOK_SECRETS": "fuzz-webhook-secret",
         "RETRY_ATTEMPTS": "1",

@@ -12,24 +12,18 @@ from typing import Any
 import azure.functions as func
 import pytest
 from azure.core.exceptions import ResourceExistsError
-from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
 from azure.storage.queue.aio import QueueClient
 
 from local.azurite import Azurite
 from local.host import LocalHost
-from local.queues import QueueOptions, QueueRunner
+from local.queues import QueueOptions, QueueRunner, queue_client
 from shared.config import Settings
 
 OPTIONS = QueueOptions(max_dequeue_count=3, visibility_timeout=0, lease_seconds=30)
 
 
 def _client(azurite: Azurite, name: str) -> QueueClient:
-    return QueueClient.from_connection_string(
-        azurite.connection_string,
-        name,
-        message_encode_policy=TextBase64EncodePolicy(),
-        message_decode_policy=TextBase64DecodePolicy(),
-    )
+    return queue_client(azurite.connection_string, name)
 
 
 @pytest.fixture
