@@ -31,6 +31,7 @@ class Answer:
     body: Any
     media_type: str = JSON
     headers: dict[str, str] = field(default_factory=dict)
+    operation_id: str | None = None  # a recorded operation's id, when the answer is about one
 
 
 def problem_answer(problem: Problem, style: ProblemStyle, **extra: Any) -> Answer:

@@ -119,10 +119,27 @@ async def submit(
     found, store = await store_for(settings)
     now = clock()
     claim = await store.claim(key, new_record(operation_id, route, commands, now=now), now=now)
-    stale = claim.existing and _abandoned(claim.record, settings, now)
-    if enqueue and (not claim.existing or stale):
-        await _send(found, QueuedWork(operationId=claim.record.operation_id), delay=0)
-        logger.info("operation=%s queued (repeat=%s)", claim.record.operation_id, claim.existing)
+    if not enqueue:
+        return claim
+    if claim.existing and _abandoned(claim.record, settings, now):
+        # A repeat of work that failed transiently, or whose runner vanished: queue it again.
+        again = claim.record.model_copy(
+            update={
+                "status": OutcomeStatus.PENDING,
+                "retryable": False,
+                "attempts": 0,
+                "reason": "queued again by a repeat of the request",
+                "updated_at": now,
+            }
+        )
+        try:
+            claim = Claim(await store.save(again), existing=True)
+        except Conflict:
+            return claim  # a concurrent repeat did it
+    elif claim.existing:
+        return claim
+    await _send(found, QueuedWork(operationId=claim.record.operation_id), delay=0)
+    logger.info("operation=%s queued (repeat=%s)", claim.record.operation_id, claim.existing)
     return claim
 
 
@@ -333,7 +350,7 @@ async def work(
     if record is None:
         logger.warning("operation=%s not found; message dropped", payload.operation_id)
         return None
-    if record.final:
+    if record.final and not record.retryable:
         logger.info(
             "operation=%s already %s; duplicate delivery ignored",
             record.operation_id,

@@ -12,6 +12,7 @@ import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -54,12 +55,15 @@ def invocation_for(req: func.HttpRequest) -> Invocation:
 
 
 def to_http(answer: Answer, invocation: Invocation, *, instance: str) -> func.HttpResponse:
+    """The HTTP response. `X-Operation-Id` names the operation the answer is about: this
+    request's, or the recorded one a repeat (or a poll) returns."""
+    operation_id = answer.operation_id or invocation.operation_id
     body = answer.body
     if isinstance(body, dict) and answer.media_type.endswith("problem+json"):
-        body = {**body, "instance": instance, "operationId": invocation.operation_id}
+        body = {**body, "instance": instance, "operationId": operation_id}
     headers = {
         **answer.headers,
-        "X-Operation-Id": invocation.operation_id,
+        "X-Operation-Id": operation_id,
         "X-Correlation-Id": invocation.correlation_id,
     }
     return func.HttpResponse(
@@ -164,7 +168,7 @@ async def respond(
 def _recorded(record: OperationRecord, render: Renderer, url: str) -> Answer:
     """A recorded operation's answer: its final answer, or 202 + Location while pending."""
     if record.final and record.outcome is not None:
-        return render(record.outcome)
+        return replace(render(record.outcome), operation_id=record.operation_id)
     return accepted(record, url)
 
 
@@ -173,7 +177,7 @@ def accepted(record: OperationRecord, url: str) -> Answer:
     location = urljoin(url, f"/api/operations/{record.operation_id}")
     body = durable.pending_outcome(record).model_dump(mode="json", by_alias=True)
     headers = {"Location": location, "Retry-After": str(POLL_AFTER_SECONDS)}
-    return Answer(202, body, headers=headers)
+    return Answer(202, body, headers=headers, operation_id=record.operation_id)
 
 
 def idempotency_key(req: func.HttpRequest) -> str | None:

@@ -160,6 +160,7 @@ async def test_repeat_with_the_same_key_returns_the_first_answer_without_acting_
     second = await call("unlink_ticket", UNLINK, unlink_body(), headers=headers)
     assert (first.status, second.status) == (200, 200)
     assert second.body["operationId"] == first.body["operationId"]
+    assert second.headers["x-operation-id"] == first.body["operationId"]
     assert second.body["items"] == first.body["items"]
     assert sandbox.contraforce.gate.counters.action_requests == 1
 
@@ -398,6 +399,21 @@ async def test_poison_after_max_attempts_records_the_reason_then_replay_applies_
     assert (await poll(reply)).body["status"] == "succeeded"
     assert len(sandbox.contraforce.state.effects) == 1
     assert await queues.visible(queues.poison) == []
+
+
+async def test_a_poisoned_request_repeated_with_its_key_is_queued_again_and_applied(
+    queues: Queues, sandbox: Sandboxes
+) -> None:
+    headers = {"Prefer": "respond-async", "Idempotency-Key": f"poisoned-{uuid.uuid4()}"}
+    fail_first(sandbox.contraforce, 6)  # 3 attempts x 2 calls: poisoned
+    first = await call("unlink_ticket", UNLINK, unlink_body(), headers=headers)
+    await queues.drain()
+    assert (await poll(first)).status == 503
+    repeat = await call("unlink_ticket", UNLINK, unlink_body(), headers=headers)
+    assert (repeat.status, repeat.body["operationId"]) == (202, first.body["operationId"])
+    await queues.drain()
+    assert (await poll(first)).body["status"] == "succeeded"
+    assert len(sandbox.contraforce.state.effects) == 1
 
 
 async def test_duplicate_queue_delivery_does_not_act_twice(
