@@ -267,6 +267,16 @@ async def test_d3_partial_success_reports_each_incident_with_d3s_message(
     ]
 
 
+async def test_d3_200_that_reports_an_error_is_409_with_d3s_message_never_a_success(
+    sandbox: Sandboxes,
+) -> None:
+    reply = await remove({"sourceIncident": "19990101-001", "linkedIncidents": ["20231025-131"]})
+    assert (reply.status, reply.body["code"]) == (409, "NOT_APPLIED")
+    [item] = reply.body["outcome"]["items"]
+    assert item["status"] == "not_applied"
+    assert "19990101-001" in item["message"]
+
+
 async def test_d3_all_removed_is_200(sandbox: Sandboxes) -> None:
     reply = await remove({"sourceIncident": "20231025-130", "linkedIncidents": ["20231025-131"]})
     assert (reply.status, reply.body["status"]) == (200, "succeeded")
