@@ -24,7 +24,6 @@ from typing import Any, Literal
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import UpdateMode
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from shared.errors import IdempotencyConflict, StoreUnavailable
@@ -202,6 +201,8 @@ class OperationStore:
 
     async def save(self, record: OperationRecord) -> OperationRecord:
         """Replace the record if nobody changed it since it was read; else raise Conflict."""
+        from azure.data.tables import UpdateMode  # noqa: PLC0415 - the SDK loads on first use
+
         try:
             meta = await self._table.update_entity(
                 _to_entity(record),
@@ -219,6 +220,8 @@ class OperationStore:
 
     async def claim(self, key: str | None, record: OperationRecord, *, now: datetime) -> Claim:
         """Record a new operation, or return the one `key` already maps to."""
+        from azure.data.tables import UpdateMode  # noqa: PLC0415 - the SDK loads on first use
+
         if key is None:
             return Claim(await self.create(record), existing=False)
         row = "key:" + hashlib.sha256(key.encode()).hexdigest()

@@ -15,7 +15,6 @@ from collections.abc import AsyncGenerator, Callable, Generator
 from typing import TYPE_CHECKING
 
 import httpx
-import jwt
 from pydantic import SecretStr
 
 from shared.clients.http import MASK
@@ -116,6 +115,8 @@ class D3JwtCredential(httpx.Auth):
         self._clock = clock
 
     def token_for(self, username: str, site: str) -> str:
+        import jwt  # noqa: PLC0415 - PyJWT loads cryptography: only D3's JWT mode pays for it
+
         now = int(self._clock())
         claims = {"Username": username, "Site": site, "iat": now, "exp": now + self._lifetime}
         return jwt.encode(claims, self._secret.get_secret_value(), algorithm="HS256")

@@ -74,7 +74,7 @@ def contraforce_credential(settings: Settings) -> ContraForceCredential:
         case ApiKeySettings(key):
             return BearerCredential(key)
         case EntraSettings(scope):
-            from azure.identity.aio import DefaultAzureCredential
+            from azure.identity.aio import DefaultAzureCredential  # noqa: PLC0415 - Entra mode only
 
             return EntraTokenCredential(DefaultAzureCredential(), scope)
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from local.sandbox.contraforce_state import DEMO_OTHER_WORKSPACE_ID, DEMO_WORKSPACE_ID
+from local.sandbox.d3 import DEFAULT_JWT_SECRET
 from local.sandbox.d3_state import DEMO_SITE
 from local.sandbox.faults import Fault, FaultKind, FaultPlan
 from tests.conftest import Sandboxes, load_json
@@ -285,8 +286,6 @@ async def test_d3_all_removed_is_200(sandbox: Sandboxes) -> None:
 async def test_d3_with_jwt_credentials_mints_a_token_the_simulator_accepts(
     sandbox: Sandboxes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from local.sandbox.d3 import DEFAULT_JWT_SECRET
-
     monkeypatch.delenv("D3_API_KEY_HEADER")
     monkeypatch.delenv("D3_API_KEY")
     monkeypatch.setenv("D3_JWT_SECRET", DEFAULT_JWT_SECRET)
