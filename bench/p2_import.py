@@ -1,0 +1,184 @@
+"""P2: cold import of `function_app` vs bare `import azure.functions`, each in a fresh
+interpreter (best of N, interleaved). The import itself is timed inside the child with
+`perf_counter`; the whole process (interpreter start included) is timed from outside too.
+With `-X importtime`, where the extra time goes: self time summed by top-level package.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from importlib import metadata
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from bench.common import ROOT, child_env
+
+_PROGRAM = (
+    "import sys, time\n"
+    "{hide}"
+    "started = time.perf_counter()\n"
+    "import {module}\n"
+    "print(time.perf_counter() - started)\n"
+)
+# Makes the named top-level modules unimportable, as if their distributions were not installed.
+_HIDE = (
+    "HIDDEN = frozenset({hidden!r})\n"
+    "class _Hide:\n"
+    "    @staticmethod\n"
+    "    def find_spec(name, path=None, target=None):\n"
+    "        if name.partition('.')[0] in HIDDEN:\n"
+    "            raise ModuleNotFoundError(f'No module named {{name!r}}', name=name)\n"
+    "        return None\n"
+    "sys.meta_path.insert(0, _Hide)\n"
+)
+_IMPORTTIME = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)\s*$")
+
+
+@dataclass(frozen=True)
+class ImportTiming:
+    module: str
+    import_seconds: float  # best of N, inside the child
+    process_seconds: float  # best of N, the whole child process
+
+
+def runtime_only_hidden() -> frozenset[str]:
+    """Top-level modules of the installed distributions that requirements.txt does not pull in
+    (dev and test tools): hiding them makes an import behave as in the deployed app. Matters
+    because httpx imports its CLI (click, rich, pygments) when those happen to be installed."""
+    wanted = [
+        Requirement(line.split("#", 1)[0].strip())
+        for line in (ROOT / "requirements.txt").read_text().splitlines()
+        if line.split("#", 1)[0].strip()
+    ]
+    runtime: set[str] = set()
+    while wanted:
+        requirement = wanted.pop()
+        name = canonicalize_name(requirement.name)
+        if name in runtime:
+            continue
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        runtime.add(name)
+        for raw in dist.requires or []:
+            nested = Requirement(raw)
+            extras = requirement.extras or {""}
+            if nested.marker is None or any(
+                nested.marker.evaluate({"extra": extra}) for extra in extras
+            ):
+                wanted.append(nested)
+    hidden = {
+        module
+        for module, dists in metadata.packages_distributions().items()
+        if module not in sys.stdlib_module_names
+        and not any(canonicalize_name(dist) in runtime for dist in dists)
+    }
+    return frozenset(hidden)
+
+
+def _once(module: str, hidden: frozenset[str]) -> tuple[float, float]:
+    hide = _HIDE.format(hidden=sorted(hidden)) if hidden else ""
+    started = time.perf_counter()
+    done = subprocess.run(  # noqa: S603 - our own interpreter
+        [sys.executable, "-c", _PROGRAM.format(module=module, hide=hide)],
+        cwd=ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(done.stdout.strip()), time.perf_counter() - started
+
+
+def measure(
+    modules: list[str], *, repeats: int, hidden: frozenset[str] = frozenset()
+) -> dict[str, ImportTiming]:
+    """Best of `repeats` for each module, runs interleaved (one warm-up run each first)."""
+    for module in modules:
+        _once(module, hidden)  # warm the page cache and __pycache__
+    samples: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for _ in range(repeats):
+        for module in modules:
+            samples[module].append(_once(module, hidden))
+    return {
+        module: ImportTiming(
+            module,
+            min(inner for inner, _ in runs),
+            min(outer for _, outer in runs),
+        )
+        for module, runs in samples.items()
+    }
+
+
+@dataclass
+class _Node:
+    name: str
+    depth: int
+    self_us: int
+    cumulative_us: int
+    children: list[_Node]
+
+
+_APP_PREFIXES = ("shared", "functions", "function_app")
+
+
+def _is_app(name: str) -> bool:
+    return name.split(".")[0] in _APP_PREFIXES
+
+
+def heavy_imports(
+    module: str, *, top: int = 10, hidden: frozenset[str] = frozenset()
+) -> tuple[list[tuple[str, str, float]], float]:
+    """The costliest third-party imports made directly by app modules, from `-X importtime`:
+    (app module, imported module, cumulative seconds), largest first; and the app modules' own
+    (self) time summed: executing their bodies, i.e. building the pydantic models. One run, and
+    `-X importtime` inflates times: the listing says where the time goes, `measure` how much."""
+    hide = _HIDE.format(hidden=sorted(hidden)) if hidden else ""
+    done = subprocess.run(  # noqa: S603 - our own interpreter
+        [sys.executable, "-X", "importtime", "-c", f"import sys\n{hide}import {module}"],
+        cwd=ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    pending: list[_Node] = []
+    for line in done.stderr.splitlines():
+        match = _IMPORTTIME.match(line)
+        if not match:
+            continue
+        depth = len(match.group(3)) // 2
+        children: list[_Node] = []
+        while pending and pending[-1].depth > depth:
+            children.append(pending.pop())
+        children.reverse()
+        pending.append(
+            _Node(match.group(4), depth, int(match.group(1)), int(match.group(2)), children)
+        )
+    found: list[tuple[str, str, float]] = []
+    app_self_us = 0
+
+    def walk(node: _Node) -> None:
+        nonlocal app_self_us
+        if _is_app(node.name):
+            app_self_us += node.self_us
+        for child in node.children:
+            if (
+                _is_app(node.name)
+                and not _is_app(child.name)
+                and child.name.split(".")[0] not in sys.stdlib_module_names
+                and not child.name.startswith("azure.functions")  # the baseline itself
+            ):
+                found.append((node.name, child.name, child.cumulative_us / 1e6))
+            walk(child)
+
+    for root in pending:
+        walk(root)
+    return sorted(found, key=lambda item: -item[2])[:top], app_self_us / 1e6

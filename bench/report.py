@@ -1,0 +1,489 @@
+"""Results as markdown (`bench/results.md`) and the headline lines printed at the end."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from bench.common import percentile, ratio
+from bench.p1_latency import Series
+from bench.p2_import import ImportTiming
+from bench.p3_bulk import BulkResult
+from bench.p4_memory import Checkpoint
+from bench.profiling import LayerProfile, PacingProbe
+
+P1_P50_TARGET = 1.15
+P1_P99_TARGET = 1.3
+P2_TARGET = 2.0
+P3_TARGET = 1.05
+P4_TARGET = 0.10
+
+
+@dataclass
+class Results:
+    machine: dict[str, str]
+    p1: dict[int, dict[str, Series]] = field(default_factory=dict)
+    p2_deployed: dict[str, ImportTiming] = field(default_factory=dict)
+    p2_venv: dict[str, ImportTiming] = field(default_factory=dict)
+    p2_heavy: list[tuple[str, str, float]] = field(default_factory=list)
+    p2_hidden: int = 0
+    p2_app_self: float = 0.0
+    p3: BulkResult | None = None
+    p4: list[Checkpoint] = field(default_factory=list)
+    p4_target_actions: int = 100_000
+    p4_seconds_cap: float = 0.0
+    profiles: dict[int, LayerProfile] = field(default_factory=dict)
+    pacing: PacingProbe | None = None
+    duration_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Headline:
+    name: str
+    measured: str
+    target: str
+    met: bool
+
+
+def _p1_ratio(results: Results, concurrency: int, q: float, path: str = "app") -> float:
+    series = results.p1.get(concurrency, {})
+    if path not in series or "raw" not in series:
+        return math.nan
+    return ratio(percentile(series[path].latencies, q), percentile(series["raw"].latencies, q))
+
+
+def p2_ratio(timings: dict[str, ImportTiming]) -> float:
+    if "function_app" not in timings or "azure.functions" not in timings:
+        return math.nan
+    return ratio(timings["function_app"].import_seconds, timings["azure.functions"].import_seconds)
+
+
+def p3_ratio(results: Results) -> float:
+    return results.p3.wall_seconds / results.p3.ideal_seconds if results.p3 else math.nan
+
+
+def p4_growth(results: Results) -> tuple[Checkpoint | None, Checkpoint | None, float]:
+    first = next((c for c in results.p4 if c.actions >= 1000), None)
+    last = results.p4[-1] if results.p4 else None
+    if first is None or last is None:
+        return first, last, math.nan
+    return first, last, last.hwm_kib / first.hwm_kib - 1
+
+
+def headlines(results: Results) -> list[Headline]:
+    rows: list[Headline] = []
+    for concurrency in sorted(results.p1):
+        p50 = _p1_ratio(results, concurrency, 50)
+        p99 = _p1_ratio(results, concurrency, 99)
+        errors = sum(len(s.errors) for s in results.p1[concurrency].values())
+        note = f", {errors} request errors" if errors else ""
+        rows.append(
+            Headline(
+                f"P1 app/raw p50, concurrency {concurrency}",
+                f"{p50:.2f}x{note}",
+                f"<= {P1_P50_TARGET}x",
+                p50 <= P1_P50_TARGET and not errors,
+            )
+        )
+        rows.append(
+            Headline(
+                f"P1 app/raw p99, concurrency {concurrency}",
+                f"{p99:.2f}x{note}",
+                f"<= {P1_P99_TARGET}x",
+                p99 <= P1_P99_TARGET and not errors,
+            )
+        )
+    deployed = p2_ratio(results.p2_deployed)
+    rows.append(
+        Headline(
+            "P2 import function_app / azure.functions (runtime deps only)",
+            f"{deployed:.2f}x",
+            f"<= {P2_TARGET}x",
+            deployed <= P2_TARGET,
+        )
+    )
+    venv = p2_ratio(results.p2_venv)
+    rows.append(
+        Headline(
+            "P2 same, in the dev venv as is",
+            f"{venv:.2f}x",
+            f"<= {P2_TARGET}x",
+            venv <= P2_TARGET,
+        )
+    )
+    if results.p3 is not None:
+        p3 = p3_ratio(results)
+        rows.append(
+            Headline(
+                f"P3 bulk wall / ideal ({results.p3.items} items at {results.p3.rate:g}/s)",
+                f"{p3:.3f}x, {results.p3.failed} failed",
+                f"<= {P3_TARGET}x, 0 failed",
+                p3 <= P3_TARGET and results.p3.failed == 0,
+            )
+        )
+    first, last, growth = p4_growth(results)
+    if first is not None and last is not None:
+        reached = "" if last.actions >= results.p4_target_actions else " (time cap)"
+        rows.append(
+            Headline(
+                f"P4 peak RSS {last.actions:,} vs {first.actions:,} actions{reached}",
+                f"{growth * 100:+.1f} %",
+                f"<= +{P4_TARGET * 100:.0f} %",
+                growth <= P4_TARGET and last.actions >= results.p4_target_actions,
+            )
+        )
+    return rows
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f}"
+
+
+def render(results: Results) -> str:
+    m = results.machine
+    out: list[str] = [
+        "# Benchmarks (`make bench`)",
+        "",
+        f"- date: {m['date']}",
+        f"- machine: {m['cpus']} CPUs, {m['platform']}, Python {m['python']}",
+        (
+            f"- load average before / after: {m['load_before']} / {m['load_after']}"
+            " (other work on the machine shows up in every number)"
+        ),
+        f"- whole run: {results.duration_seconds:.0f} s",
+        "",
+        "## Headline",
+        "",
+        "| measure | measured | target | met |",
+        "|---|---|---|---|",
+    ]
+    out += [
+        f"| {h.name} | {h.measured} | {h.target} | {'yes' if h.met else 'NO'} |"
+        for h in headlines(results)
+    ]
+    out += ["", *_p1_section(results), "", *_p2_section(results), "", *_p3_section(results)]
+    out += ["", *_p4_section(results), "", *_findings(results), "", *_where_section(results), ""]
+    return "\n".join(out)
+
+
+def _p1_section(results: Results) -> list[str]:
+    out = [
+        "## P1: one action end to end, local host vs raw httpx",
+        "",
+        (
+            'Same simulator process, same request bytes (`{"incident": {workspaceId, number '
+            "1003, source}}`, the body the app sends upstream), both answered 200 "
+            '`{"data": false}`: incident 1003 has no ticket, so every request does the same work '
+            "and the state never changes. **raw** = `POST {sim}/api/v2/workspaces/{ws}/tickets/"
+            "unlink` with HTTP Basic; **app** = the ContraForce mirror route `POST {host}/api/"
+            "contraforce/workspaces/{ws}/tickets/unlink` with the function key (host in its own "
+            "process, `CONTRAFORCE_RATE_LIMIT_PER_SECOND=1000000`, logging at WARNING); "
+            "**app-dry-run** = the same with `?dryRun=true` (everything but the upstream call). "
+            "Each worker is one caller with its own `httpx.AsyncClient` "
+            "(one keep-alive connection); all paths warmed up, rounds alternate between paths."
+        ),
+        "",
+        (
+            "| concurrency | path | requests | errors | p50 ms | p99 ms | req/s | CPU ms/req: load "
+            "| host | simulator |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for concurrency, by_path in sorted(results.p1.items()):
+        for name, series in by_path.items():
+            host_cpu = series.cpu_ms_per_request("host")
+            out.append(
+                f"| {concurrency} | {name} | {len(series.latencies)} | {len(series.errors)} | "
+                f"{series.p50_ms:.2f} | "
+                f"{series.p99_ms:.2f} | {series.throughput:.0f} | "
+                f"{series.cpu_ms_per_request('load'):.2f} | {host_cpu:.2f} | "
+                f"{series.cpu_ms_per_request('simulator'):.2f} |"
+            )
+    failures = [
+        f"- concurrency {concurrency}, {name}: {error}"
+        for concurrency, by_path in sorted(results.p1.items())
+        for name, series in by_path.items()
+        for error in series.errors[:3]
+    ]
+    if failures:
+        out += ["", "Errors (first three per path; not retried, not in the latencies):", ""]
+        out += failures
+    out += ["", "Ratios to raw:", ""]
+    for concurrency in sorted(results.p1):
+        for path in results.p1[concurrency]:
+            if path == "raw":
+                continue
+            out.append(
+                f"- concurrency {concurrency}, {path}: p50 "
+                f"{_p1_ratio(results, concurrency, 50, path):.2f}x, p99 "
+                f"{_p1_ratio(results, concurrency, 99, path):.2f}x"
+            )
+    return out
+
+
+def _p2_section(results: Results) -> list[str]:
+    out = [
+        "## P2: cold import",
+        "",
+        (
+            "Each in a fresh interpreter, best of N, runs interleaved; import timed inside the "
+            "child (`perf_counter` around the import), whole process timed outside. *Runtime deps "
+            f"only*: the {results.p2_hidden} top-level modules of distributions outside "
+            "requirements.txt's dependency closure are made unimportable, as in the deployed app "
+            "(in the dev venv, httpx also imports its CLI because click, rich and pygments are "
+            "installed for schemathesis)."
+        ),
+        "",
+        "| environment | module | import ms | process ms |",
+        "|---|---|---|---|",
+    ]
+    for label, timings in (
+        ("runtime deps only", results.p2_deployed),
+        ("dev venv", results.p2_venv),
+    ):
+        out.extend(
+            f"| {label} | `{timing.module}` | {_ms(timing.import_seconds)} | "
+            f"{_ms(timing.process_seconds)} |"
+            for timing in timings.values()
+        )
+    if results.p2_heavy:
+        out += [
+            "",
+            (
+                "Costliest third-party imports made directly by app modules (runtime deps only; "
+                "`-X importtime`, one run, cumulative, inflated by the option itself):"
+            ),
+            "",
+            "| app module | imports | ms |",
+            "|---|---|---|",
+        ]
+        out += [f"| `{a}` | `{b}` | {s * 1000:.0f} |" for a, b, s in results.p2_heavy]
+        out += [
+            "",
+            (
+                f"The app's own modules (functions/, shared/) take "
+                f"{results.p2_app_self * 1000:.0f} ms of self time under `-X importtime` "
+                "(their bodies: class definitions, pydantic building models and validators)."
+            ),
+        ]
+    return out
+
+
+def _p3_section(results: Results) -> list[str]:
+    p3 = results.p3
+    if p3 is None:
+        return ["## P3: not run"]
+    out = [
+        "## P3: 1,000-item bulk call against a rate-limited simulator",
+        "",
+        (
+            f"Simulator: `FaultPlan(rate_limit_per_second={p3.rate:g})` (429 + `Retry-After: 1` "
+            f"beyond {p3.rate:g} requests per rolling second). Host: "
+            f"`CONTRAFORCE_RATE_LIMIT_PER_SECOND={p3.rate:g}`, `MAX_BULK_ITEMS={p3.items}`, "
+            f"`BULK_CONCURRENCY={p3.bulk_concurrency}`, retries and timeouts at their defaults. "
+            "Canonical route, items cycling over incidents 1001-1004."
+        ),
+        "",
+        (
+            f"- wall time: {p3.wall_seconds:.2f} s; ideal {p3.items}/{p3.rate:g} = "
+            f"{p3.ideal_seconds:.2f} s; ratio {p3_ratio(results):.3f}x"
+        ),
+        f"- HTTP {p3.http_status}; items by status: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(p3.statuses.items())),
+        f"- failed items: {p3.failed}",
+        (
+            f"- upstream requests the simulator saw: {p3.upstream_requests}; answered 429: "
+            f"{p3.rate_limited}; attempts reported by the Outcome: {p3.attempts}"
+        ),
+    ]
+    steady = steady_rate(list(p3.timeline), p3.items)
+    if steady is not None:
+        rate, first_seen = steady
+        out.append(
+            f"- from the simulator's request counter, polled every 0.25 s: first upstream "
+            f"request seen by {first_seen:.2f} s; steady rate {rate:.2f} requests/s between "
+            f"10 % and 90 % of the items (limit {p3.rate:g}/s)"
+        )
+    return out
+
+
+def steady_rate(timeline: list[tuple[float, int]], items: int) -> tuple[float, float] | None:
+    """(requests/s between 10 % and 90 % of the items, when the first was seen) from the
+    simulator's counter polls."""
+    low = [(t, n) for t, n in timeline if n >= items * 0.1]
+    high = [(t, n) for t, n in timeline if n <= items * 0.9]
+    seen = [t for t, n in timeline if n > 0]
+    if not low or not high or not seen:
+        return None
+    (t0, n0), (t1, n1) = low[0], high[-1]
+    if t1 <= t0:
+        return None
+    return (n1 - n0) / (t1 - t0), seen[0]
+
+
+def _p4_section(results: Results) -> list[str]:
+    first, last, growth = p4_growth(results)
+    out = [
+        "## P4: peak RSS after 1,000 vs 100,000 actions, one process",
+        "",
+        (
+            "A child process imports `function_app`, takes the registered ContraForce mirror "
+            "handler from `app.get_functions()` and calls it as the worker does (a real "
+            "`func.HttpRequest`), 2 calls in flight, one action (one upstream request) per call, "
+            "against the same simulator. Peak RSS is the process's VmHWM; `ru_maxrss` is shown "
+            "too but is not usable here: Linux folds the pre-exec high-water mark (the parent "
+            "benchmark's RSS, shared at fork) into it. "
+            f"Time cap {results.p4_seconds_cap:.0f} s."
+        ),
+        "",
+        "| actions | peak RSS (VmHWM) MiB | current RSS MiB | ru_maxrss MiB | elapsed s |",
+        "|---|---|---|---|---|",
+    ]
+    out += [
+        f"| {c.actions:,} | {c.hwm_kib / 1024:.1f} | {c.rss_kib / 1024:.1f} | "
+        f"{c.maxrss_kib / 1024:.1f} | {c.seconds:.1f} |"
+        for c in results.p4
+    ]
+    if first is not None and last is not None:
+        out += [
+            "",
+            f"Peak RSS growth from {first.actions:,} to {last.actions:,} actions: "
+            f"{growth * 100:+.1f} % ({(last.hwm_kib - first.hwm_kib) / 1024:+.1f} MiB)"
+            + (
+                ""
+                if last.actions >= results.p4_target_actions
+                else f"; stopped by the time cap before {results.p4_target_actions:,}"
+            ),
+        ]
+    return out
+
+
+def _where_section(results: Results) -> list[str]:
+    out = ["## Where the time goes (profiles of the host; indicative shares)", ""]
+    for concurrency, profile in sorted(results.profiles.items()):
+        total = sum(profile.microseconds_per_request.values())
+        out += [
+            (
+                f"### Host under cProfile, concurrency {concurrency} ({profile.requests} requests; "
+                f"busy {total:.0f} us/request under the profiler, idle {profile.idle_share:.0%})"
+            ),
+            "",
+            "| layer | us/request | share |",
+            "|---|---|---|",
+        ]
+        out += [
+            f"| {layer} | {us:.0f} | {us / total:.0%} |"
+            for layer, us in profile.microseconds_per_request.items()
+            if us / total >= 0.005
+        ]
+        out += ["", "| frame (cumulative, on CPU) | us/request |", "|---|---|"]
+        out += [f"| {label} | {us:.0f} |" for label, us in profile.hotspots.items()]
+        out += ["", "| top own-time functions | us/request |", "|---|---|"]
+        out += [f"| `{name.removeprefix('~:')}` | {us:.0f} |" for name, us in profile.top_functions]
+        out.append("")
+    if results.pacing is not None:
+        pacing = results.pacing
+        out += [
+            "### The pacer alone",
+            "",
+            (
+                f"`AsyncLimiter(1, 1/{pacing.rate:g})` with {pacing.waiters} waiting tasks and "
+                f"nothing else running: {pacing.slots} slots in {pacing.seconds:.2f} s = "
+                f"{pacing.achieved_rate:.2f}/s (one slot every {pacing.interval_ms:.2f} ms "
+                f"instead of {1000 / pacing.rate:.2f} ms)."
+            ),
+            "",
+        ]
+    return out
+
+
+def print_headlines(results: Results) -> None:
+    print()
+    print("bench: headline ratios (details in bench/results.md)")
+    for h in headlines(results):
+        print(f"  {'ok  ' if h.met else 'MISS'} {h.name}: {h.measured} (target {h.target})")
+
+
+def _findings(results: Results) -> list[str]:
+    out = ["## Findings (numbers from this run)", ""]
+    one = results.p1.get(1, {})
+    if {"raw", "app", "app-dry-run"} <= one.keys():
+        raw, app, dry = one["raw"], one["app"], one["app-dry-run"]
+        out.append(
+            f"- **P1, structure**: even with no upstream call at all, the extra hop through the "
+            f"local host (uvicorn + h11 + LocalHost + the app's edge) answers in "
+            f"{dry.p50_ms:.2f} ms p50 vs {raw.p50_ms:.2f} ms for the whole raw call "
+            f"({dry.p50_ms / raw.p50_ms:.2f}x): a second Python HTTP hop cannot fit in 1.15x "
+            "of one. The upstream leg inside the app then adds "
+            f"{app.p50_ms - dry.p50_ms:.2f} ms p50."
+        )
+        out.append(
+            f"- **P1, CPU per request at concurrency 1**: host {app.cpu_ms_per_request('host'):.2f}"
+            f" ms with the upstream call vs {dry.cpu_ms_per_request('host'):.2f} ms dry-run, so "
+            f"the app's upstream call costs "
+            f"{app.cpu_ms_per_request('host') - dry.cpu_ms_per_request('host'):.2f} ms CPU in "
+            f"the host; the same raw httpx call costs the load generator "
+            f"{raw.cpu_ms_per_request('load'):.2f} ms (and the simulator "
+            f"{raw.cpu_ms_per_request('simulator'):.2f} ms)."
+        )
+    for concurrency, profile in sorted(results.profiles.items()):
+        layers_ = profile.microseconds_per_request
+        total = sum(layers_.values()) or 1.0
+        client = layers_.get("httpx + httpcore + anyio (upstream client)", 0.0)
+        imports = layers_.get("import system (failed imports at run time)", 0.0)
+        pool = profile.hotspots.get(
+            "httpcore pool bookkeeping: _assign_requests_to_connections", 0.0
+        )
+        own = layers_.get("app edge + actions (functions/, shared/)", 0.0) + layers_.get(
+            "app upstream client (shared/clients/)", 0.0
+        )
+        out.append(
+            f"- **P1, host profile at concurrency {concurrency}**: httpx/httpcore/anyio "
+            f"{client / total:.0%} of the host's busy time; `current_async_library` in httpcore "
+            f"(per lock setup) {imports / total:.0%}; httpcore's pool "
+            f"bookkeeping (`_assign_requests_to_connections`, O(connections x waiting "
+            f"requests)) {pool / total:.0%}; the app's own code (functions/, shared/) "
+            f"{own / total:.0%}, pydantic {layers_.get('pydantic', 0.0) / total:.0%}."
+        )
+    if results.p2_heavy:
+        deployed = results.p2_deployed
+        top = ", ".join(f"`{a}` -> `{b}` {sec * 1000:.0f} ms" for a, b, sec in results.p2_heavy[:5])
+        if {"function_app", "azure.functions"} <= deployed.keys():
+            extra = (
+                deployed["function_app"].import_seconds - deployed["azure.functions"].import_seconds
+            )
+            out.append(
+                f"- **P2**: `function_app` costs {extra * 1000:.0f} ms on top of "
+                f"`azure.functions`; largest imports made by app modules (under -X importtime, "
+                f"inflated): {top}; the app modules' own bodies "
+                f"{results.p2_app_self * 1000:.0f} ms."
+            )
+    if results.p3 is not None:
+        steady = steady_rate(list(results.p3.timeline), results.p3.items)
+        line = (
+            f"- **P3**: {results.p3.rate_limited} answers 429 and {results.p3.failed} failed items"
+        )
+        if steady is not None:
+            line += (
+                f"; the upstream saw a steady {steady[0]:.2f} requests/s against a limit of "
+                f"{results.p3.rate:g}/s"
+            )
+        if results.pacing is not None:
+            line += (
+                "; the pacer alone (`AsyncLimiter(1, 1/R)`, nothing else running) gives "
+                f"{results.pacing.achieved_rate:.2f}/s. With a capacity of 1 the bucket cannot "
+                "go below empty, so any lateness in waking the next waiter (epoll rounds timer "
+                "waits up to whole milliseconds; callbacks queued ahead of the waiter) is lost "
+                "for good and every interval is 1/R plus that lateness; in the host the loop is "
+                "also busy with responses, so the lateness grows"
+            )
+        out.append(line + ".")
+    first, last, growth = p4_growth(results)
+    if first is not None and last is not None and len(results.p4) > 2:
+        middle = results.p4[len(results.p4) // 2]
+        out.append(
+            f"- **P4**: peak RSS {first.hwm_kib / 1024:.1f} MiB after {first.actions:,}, "
+            f"{middle.hwm_kib / 1024:.1f} MiB after {middle.actions:,}, "
+            f"{last.hwm_kib / 1024:.1f} MiB after {last.actions:,} ({growth * 100:+.1f} %)."
+        )
+    return out
