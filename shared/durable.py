@@ -119,10 +119,9 @@ async def submit(
     found, store = await store_for(settings)
     now = clock()
     claim = await store.claim(key, new_record(operation_id, route, commands, now=now), now=now)
-    if not enqueue:
+    if not enqueue or (claim.existing and not _queue_again(claim.record, now)):
         return claim
-    if claim.existing and _abandoned(claim.record, settings, now):
-        # A repeat of work that failed transiently, or whose runner vanished: queue it again.
+    if claim.record.final:  # a repeat of work that failed transiently: give it a fresh budget
         again = claim.record.model_copy(
             update={
                 "status": OutcomeStatus.PENDING,
@@ -136,11 +135,20 @@ async def submit(
             claim = Claim(await store.save(again), existing=True)
         except Conflict:
             return claim  # a concurrent repeat did it
-    elif claim.existing:
-        return claim
     await _send(found, QueuedWork(operationId=claim.record.operation_id), delay=0)
     logger.info("operation=%s queued (repeat=%s)", claim.record.operation_id, claim.existing)
     return claim
+
+
+def _queue_again(record: OperationRecord, now: datetime) -> bool:
+    """Should a repeat of queued work send it again? Yes if it failed transiently, if its
+    worker died (lease expired), or if it never ran: the first send may have failed after the
+    record was written, and a duplicate message is harmless (the worker leases)."""
+    if record.final:
+        return record.retryable
+    if record.lease_until is not None:
+        return record.lease_until < now
+    return record.attempts == 0
 
 
 def _abandoned(record: OperationRecord, settings: Settings, now: datetime) -> bool:

@@ -263,6 +263,19 @@ async def test_signed_webhook_is_accepted_fast_then_applied_by_the_worker(
     assert len(sandbox.contraforce.state.effects) == 1
 
 
+async def test_a_delivery_whose_queue_message_was_lost_is_queued_again_by_the_senders_retry(
+    queues: Queues, sandbox: Sandboxes
+) -> None:
+    body, event_id = investigation(), str(uuid.uuid4())
+    first = await deliver(body, event_id=event_id)
+    await queues.work.clear_messages()  # the send after the record was written never landed
+    again = await deliver(body, event_id=event_id)
+    assert again.headers["location"] == first.headers["location"]
+    await queues.drain()
+    assert (await poll(first)).body["status"] == "succeeded"
+    assert len(sandbox.contraforce.state.effects) == 1
+
+
 async def test_webhook_signed_with_the_previous_secret_is_accepted(queues: Queues) -> None:
     reply = await deliver(
         investigation(), event_id=str(uuid.uuid4()), secret="previous-webhook-secret"
