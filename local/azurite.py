@@ -67,8 +67,21 @@ def _listening(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def start_azurite(*, host: str = "127.0.0.1", timeout: float = 30.0) -> Azurite:
-    """Start Azurite's blob, queue and table services; return once they accept connections."""
+def start_azurite(*, host: str = "127.0.0.1", timeout: float = 30.0, tries: int = 2) -> Azurite:
+    """Start Azurite's blob, queue and table services; return once they accept connections.
+
+    A free port found here can be taken by another process before Azurite binds it: then
+    Azurite exits, and it is started again on new ports."""
+    for attempt in range(1, tries + 1):
+        try:
+            return _start(host, timeout)
+        except RuntimeError:
+            if attempt == tries:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _start(host: str, timeout: float) -> Azurite:
     binary = ROOT / "node_modules" / ".bin" / "azurite"
     if not binary.exists():
         raise RuntimeError(f"{binary} is missing: run `npm ci` (make run / make test do it)")
