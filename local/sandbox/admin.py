@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -36,6 +36,51 @@ class Sandbox(Protocol):
     def reset(self) -> None:
         """Restore the initial state, clear faults and counters."""
         ...
+
+
+class State(Protocol):
+    """What a simulator's in-memory state offers for snapshots and resets."""
+
+    def clone(self) -> Self: ...
+
+    def restore(self, other: Self) -> None: ...
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+S = TypeVar("S", bound=State)
+
+
+class Simulator(Generic[S]):
+    """What every simulator shares: its state, the state to reset to, and its fault gate."""
+
+    def __init__(self, state: S, faults: FaultPlan | None) -> None:
+        self.state = state
+        self._initial = state.clone()
+        self._gate = FaultGate(faults)
+
+    @property
+    def gate(self) -> FaultGate:
+        """The fault plan and counters."""
+        return self._gate
+
+    @property
+    def faults(self) -> FaultPlan:
+        """The current fault plan."""
+        return self._gate.plan
+
+    @faults.setter
+    def faults(self, plan: FaultPlan) -> None:
+        self._gate.plan = plan
+
+    def snapshot(self) -> dict[str, Any]:
+        """State JSON for `/_sandbox/state`."""
+        return self.state.to_json()
+
+    def reset(self) -> None:
+        """Back to the state the simulator was created with; faults and counters cleared."""
+        self.state.restore(self._initial)
+        self._gate.reset()
 
 
 def admin_routes(sandbox: Sandbox) -> list[BaseRoute]:

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from local.sandbox.admin import admin_routes
+from local.sandbox.admin import Simulator, admin_routes
 from local.sandbox.contraforce_problems import (
     VALIDATION_TITLE,
     Now,
@@ -44,7 +44,7 @@ from local.sandbox.contraforce_state import (
     demo_state,
     render_summary,
 )
-from local.sandbox.faults import Fault, FaultGate, FaultKind, FaultPlan, fault_response
+from local.sandbox.faults import Fault, FaultKind, FaultPlan, fault_response
 
 __all__ = [
     "UNLINK_PATH",
@@ -168,7 +168,7 @@ def _parse_unlink_body(raw: bytes, workspace_id: UUID) -> IncidentQuery:
     return IncidentQuery(incident_id, number, source)
 
 
-class ContraForceSimulator:
+class ContraForceSimulator(Simulator[ContraForceState]):
     """The sandbox: its state, fault gate and Starlette app (`.app`)."""
 
     def __init__(
@@ -179,9 +179,7 @@ class ContraForceSimulator:
         sleep: Sleep = asyncio.sleep,
         now: Now = utc_now,
     ) -> None:
-        self.state = state if state is not None else demo_state()
-        self._initial = self.state.clone()
-        self._gate = FaultGate(faults)
+        super().__init__(state if state is not None else demo_state(), faults)
         self._sleep = sleep
         self._now = now
         self.app = Starlette(
@@ -193,29 +191,6 @@ class ContraForceSimulator:
             exception_handlers={HTTPException: self._http_error, Exception: self._crash},
         )
         self.app.state.simulator = self
-
-    @property
-    def gate(self) -> FaultGate:
-        """The fault plan and counters."""
-        return self._gate
-
-    @property
-    def faults(self) -> FaultPlan:
-        """The current fault plan."""
-        return self._gate.plan
-
-    @faults.setter
-    def faults(self, plan: FaultPlan) -> None:
-        self._gate.plan = plan
-
-    def snapshot(self) -> dict[str, Any]:
-        """State JSON for `/_sandbox/state`."""
-        return self.state.to_json()
-
-    def reset(self) -> None:
-        """Back to the state the simulator was created with; faults and counters cleared."""
-        self.state.restore(self._initial)
-        self._gate.reset()
 
     def summary(self, base_url: str | None = None) -> str:
         """A short human summary of the data."""

@@ -25,9 +25,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from local.sandbox.admin import admin_routes
+from local.sandbox.admin import Simulator, admin_routes
 from local.sandbox.d3_state import D3State, RemoveLinkEffect, demo_state, render_summary
-from local.sandbox.faults import Fault, FaultGate, FaultKind, FaultPlan, fault_response
+from local.sandbox.faults import Fault, FaultKind, FaultPlan, fault_response
 
 __all__ = [
     "COMMAND_PATH",
@@ -193,7 +193,7 @@ def _timestamp() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
-class D3Simulator:
+class D3Simulator(Simulator[D3State]):
     """The sandbox: its state, fault gate and Starlette app (`.app`).
 
     `namespace=None` accepts any prefix before `/api/Command/...`; paths match case-insensitively.
@@ -208,11 +208,9 @@ class D3Simulator:
         namespace: str | None = DEFAULT_NAMESPACE,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        self.state = state if state is not None else demo_state()
+        super().__init__(state if state is not None else demo_state(), faults)
         self.auth = auth if auth is not None else D3Auth()
         self.namespace = namespace.strip("/") if namespace is not None else None
-        self._initial = self.state.clone()
-        self._gate = FaultGate(faults)
         self._sleep = sleep
         self.app = Starlette(
             routes=[*admin_routes(self), Route("/{path:path}", self._command, methods=["POST"])],
@@ -221,32 +219,9 @@ class D3Simulator:
         self.app.state.simulator = self
 
     @property
-    def gate(self) -> FaultGate:
-        """The fault plan and counters."""
-        return self._gate
-
-    @property
-    def faults(self) -> FaultPlan:
-        """The current fault plan."""
-        return self._gate.plan
-
-    @faults.setter
-    def faults(self, plan: FaultPlan) -> None:
-        self._gate.plan = plan
-
-    @property
     def api_path(self) -> str:
         """The path of the base URL the app's client uses, e.g. `/MainApp/VSOC/api`."""
         return f"/{self.namespace or DEFAULT_NAMESPACE}/api"
-
-    def snapshot(self) -> dict[str, Any]:
-        """State JSON for `/_sandbox/state`."""
-        return self.state.to_json()
-
-    def reset(self) -> None:
-        """Back to the state the simulator was created with; faults and counters cleared."""
-        self.state.restore(self._initial)
-        self._gate.reset()
 
     def summary(self, base_url: str | None = None) -> str:
         """A short human summary of the data and the sandbox credentials."""
