@@ -61,10 +61,15 @@ def read_json(incoming: Incoming, *, max_bytes: int) -> Any:
             f"body is {len(incoming.body)} bytes; the limit is {max_bytes} (MAX_BODY_BYTES)",
             errors={"": [f"body exceeds {max_bytes} bytes"]},
         )
-    if not incoming.body.strip():
+    return decode_json(incoming.body)
+
+
+def decode_json(body: bytes) -> Any:
+    """Bytes as JSON, or a 400 that says where they stop being JSON."""
+    if not body.strip():
         raise RequestRejected("request body is required", errors={"": ["body is empty"]})
     try:
-        return json.loads(incoming.body)
+        return json.loads(body)
     except UnicodeDecodeError as exc:
         raise RequestRejected(
             f"body is not UTF-8 text: invalid byte at position {exc.start}",

@@ -23,16 +23,15 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.errors import InvalidPayload, InvalidSignature
+from shared.intake import decode_json, parse
 from shared.models.commands import UnlinkTicket
 from shared.models.contraforce import IncidentReference
 
@@ -188,13 +187,7 @@ class Decision:
 
 def decide(delivery: Delivery, *, unlink_classifications: frozenset[str]) -> Decision:
     """Parse a verified delivery and apply the declared policy."""
-    try:
-        raw: Any = json.loads(delivery.body)
-        event = _Event.model_validate(raw)
-    except (ValueError, ValidationError) as exc:
-        raise InvalidPayload(
-            "webhook body is not a ContraForce event", errors={"": [str(exc)[:200]]}
-        ) from exc
+    event = parse(_Event, decode_json(delivery.body))
     event_type = event.type or delivery.schema
     if event_type != UNLINKING_EVENT:
         return Decision(event_type, skipped=f"no action is configured for {event_type!r}")
@@ -212,20 +205,16 @@ def decide(delivery: Delivery, *, unlink_classifications: frozenset[str]) -> Dec
             "event lacks the workspace (data.accountId) or the incident (data.incidentId)",
             errors={"data": ["needs accountId and incidentId or incidentNumber"]},
         )
-    try:
-        reference = IncidentReference.model_validate(
-            {
-                "id": data.incident_id,
-                "number": number,
-                "source": data.source,
-                "workspaceId": str(workspace),
-            }
-        )
-    except ValidationError as exc:
-        raise InvalidPayload(
-            "event's incident is not one ContraForce's API accepts",
-            errors={"data": [err["msg"] for err in exc.errors(include_url=False)]},
-        ) from exc
+    reference = parse(
+        IncidentReference,
+        {
+            "id": data.incident_id,
+            "number": number,
+            "source": data.source,
+            "workspaceId": str(workspace),
+        },
+        prefix="data",
+    )
     return Decision(
         event_type, commands=(UnlinkTicket(workspace_id=workspace, incident=reference),)
     )

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.errors import InvalidPayload, InvalidSignature
+from shared.errors import InvalidPayload, InvalidSignature, RequestRejected
 from shared.webhooks import UNLINKING_EVENT, Delivery, decide, sign, verify
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
@@ -237,9 +237,33 @@ def test_acting_event_without_an_incident_is_a_bad_request() -> None:
         decide(delivery(event), unlink_classifications=CLASSIFICATIONS)
 
 
+def test_a_verified_body_nested_too_deeply_is_a_bad_request_not_a_crash() -> None:
+    with pytest.raises(RequestRejected, match="nested too deeply") as caught:
+        decide(
+            Delivery("e", UNLINKING_EVENT, NOW, is_test=False, body=b"[" * 200_000),
+            unlink_classifications=CLASSIFICATIONS,
+        )
+    assert (caught.value.status, caught.value.code) == (400, "MALFORMED_JSON")
+
+
+def test_an_unknown_source_in_the_event_names_the_field() -> None:
+    event = {
+        "type": UNLINKING_EVENT,
+        "data": {
+            "accountId": WS,
+            "incidentId": "i-9",
+            "source": "elastic",
+            "classification": "FalsePositive",
+        },
+    }
+    with pytest.raises(InvalidPayload) as caught:
+        decide(delivery(event), unlink_classifications=CLASSIFICATIONS)
+    assert list(caught.value.errors) == ["data.source"]
+
+
 @given(st.binary(max_size=256))
 def test_any_verified_body_becomes_a_decision_or_a_bad_request(body: bytes) -> None:
-    with contextlib.suppress(InvalidPayload):
+    with contextlib.suppress(RequestRejected):
         decide(
             Delivery("e", UNLINKING_EVENT, NOW, is_test=False, body=body),
             unlink_classifications=CLASSIFICATIONS,
