@@ -40,22 +40,16 @@ def problem_answer(problem: Problem, style: ProblemStyle, **extra: Any) -> Answe
     return Answer(problem.status, problem.body(**extra), PROBLEM_JSON, problem.headers())
 
 
-def _deciding(items: tuple[ItemResult, ...]) -> ItemResult:
-    failed = [item for item in items if item.error is not None]
-    return min(failed, key=lambda item: _PRECEDENCE[_error(item).kind])
-
-
-def _error(item: ItemResult) -> ItemError:
-    if item.error is None:  # pragma: no cover - only failed items are passed
-        raise ValueError("item has no error")
-    return item.error
+def _deciding(items: tuple[ItemResult, ...]) -> tuple[ItemResult, ItemError]:
+    failed = [(item, item.error) for item in items if item.error is not None]
+    return min(failed, key=lambda pair: _PRECEDENCE[pair[1].kind])
 
 
 def _failure(outcome: Outcome, style: ProblemStyle, *, embed: bool) -> Answer:
-    item = _deciding(outcome.items)
+    item, error = _deciding(outcome.items)
     upstream = item.upstream.name if item.upstream else "contraforce"
     extra = {"outcome": outcome.model_dump(mode="json", by_alias=True)} if embed else {}
-    return problem_answer(from_upstream(upstream, _error(item)), style, **extra)
+    return problem_answer(from_upstream(upstream, error), style, **extra)
 
 
 def canonical(outcome: Outcome) -> Answer:
