@@ -5,6 +5,7 @@ AppError
 ├── RequestRejected              the caller's request is wrong; never retried
 │   ├── InvalidPayload           400, with `errors` keyed by field
 │   ├── InvalidSignature         401: a webhook not provably from ContraForce
+│   ├── Forbidden                403: the caller may not do this (identity, principal)
 │   ├── NotFound                 404
 │   ├── PayloadTooLarge          413 (body size or number of items)
 │   ├── UnsupportedMediaType     415
@@ -58,6 +59,13 @@ class RequestRejected(AppError):
 class InvalidPayload(RequestRejected):
     status = 400
     code = "VALIDATION_ERROR"
+
+
+class Forbidden(RequestRejected):
+    """The caller is known but may not do what it asked (an identity or principal not allowed)."""
+
+    status = 403
+    code = "FORBIDDEN"
 
 
 class NotFound(RequestRejected):
