@@ -4,7 +4,15 @@ import logging
 
 import azure.functions as func
 
-from functions import actions, contraforce, d3, operations, ops, webhooks, worker
+from functions import (
+    actions,
+    contraforce,
+    d3,
+    operation_status,
+    service_info,
+    webhooks,
+    worker,
+)
 
 # The Azure SDK logs every storage request at INFO: keep Application Insights for our own lines.
 logging.getLogger("azure").setLevel(logging.WARNING)
@@ -16,8 +24,8 @@ for blueprint in (
     d3.bp,
     actions.bp,
     webhooks.bp,
-    operations.bp,
+    operation_status.bp,
     worker.bp,
-    ops.bp,
+    service_info.bp,
 ):
     app.register_functions(blueprint)

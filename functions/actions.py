@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared import answers, intake
+from shared import intake, rendering
 from shared.errors import NotFound
-from shared.web import refuse, respond
+from shared.web import serve_action, serve_refusal
 
 bp = func.Blueprint()
 
 
 @bp.route(route="actions/unlink-ticket", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 async def unlink_ticket(req: func.HttpRequest) -> func.HttpResponse:
-    return await respond(
-        req, parse=intake.canonical_unlink, render=answers.canonical, route="canonical"
+    return await serve_action(
+        req, parse=intake.canonical_unlink, render=rendering.canonical, route="canonical"
     )
 
 
@@ -22,8 +22,8 @@ async def unlink_ticket(req: func.HttpRequest) -> func.HttpResponse:
     route="actions/remove-linked-incidents", methods=["POST"], auth_level=func.AuthLevel.FUNCTION
 )
 async def remove_linked_incidents(req: func.HttpRequest) -> func.HttpResponse:
-    return await respond(
-        req, parse=intake.canonical_remove, render=answers.canonical, route="canonical"
+    return await serve_action(
+        req, parse=intake.canonical_remove, render=rendering.canonical, route="canonical"
     )
 
 
@@ -31,7 +31,7 @@ async def remove_linked_incidents(req: func.HttpRequest) -> func.HttpResponse:
 async def unknown_action(req: func.HttpRequest) -> func.HttpResponse:
     action = req.route_params.get("action", "")
     known = "unlink-ticket, remove-linked-incidents"
-    return await refuse(
+    return await serve_refusal(
         req,
         NotFound(
             f"unknown action {action[:64]!r}; known actions: {known}",

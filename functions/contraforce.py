@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared import answers, intake
-from shared.web import respond
+from shared import intake, rendering
+from shared.web import serve_action
 
 bp = func.Blueprint()
 
@@ -16,9 +16,9 @@ bp = func.Blueprint()
     auth_level=func.AuthLevel.FUNCTION,
 )
 async def contraforce_unlink_ticket(req: func.HttpRequest) -> func.HttpResponse:
-    return await respond(
+    return await serve_action(
         req,
         parse=intake.contraforce_mirror,
-        render=answers.contraforce_mirror,
+        render=rendering.contraforce_mirror,
         route="contraforce_mirror",
     )

@@ -1,11 +1,11 @@
-"""Drop-in mirror of D3 SOAR's RemoveLinkedIncidents command: D3's envelope and answers."""
+"""Drop-in mirror of D3 SOAR's RemoveLinkedIncidents command: D3's envelope and rendering."""
 
 from __future__ import annotations
 
 import azure.functions as func
 
-from shared import answers, intake
-from shared.web import respond
+from shared import intake, rendering
+from shared.web import serve_action
 
 bp = func.Blueprint()
 
@@ -16,10 +16,10 @@ bp = func.Blueprint()
     auth_level=func.AuthLevel.FUNCTION,
 )
 async def d3_remove_linked_incidents(req: func.HttpRequest) -> func.HttpResponse:
-    return await respond(
+    return await serve_action(
         req,
         parse=intake.d3_mirror,
-        render=answers.d3_mirror,
+        render=rendering.d3_mirror,
         route="d3_mirror",
         problem_style="d3",
     )

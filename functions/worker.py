@@ -1,11 +1,11 @@
-"""The queue worker: runs queued actions; retries, poison and dedupe live in shared.durable."""
+"""The queue worker: runs queued actions; leases, retries, poison and dedupe live in the core."""
 
 from __future__ import annotations
 
 import azure.functions as func
 
 from shared.config import get_settings
-from shared.durable import work
+from shared.service import process_message
 from shared.storage import QUEUE_NAME
 
 bp = func.Blueprint()
@@ -13,4 +13,6 @@ bp = func.Blueprint()
 
 @bp.queue_trigger(arg_name="msg", queue_name=QUEUE_NAME, connection="AzureWebJobsStorage")
 async def run_queued_action(msg: func.QueueMessage) -> None:
-    await work(get_settings(), msg.get_body().decode(), dequeue_count=msg.dequeue_count or 1)
+    await process_message(
+        get_settings(), msg.get_body().decode(), dequeue_count=msg.dequeue_count or 1
+    )

@@ -1,12 +1,15 @@
 """`run(commands) -> Outcome`: the only place that decides what an action does and means.
 
-Each command becomes one upstream call; each call becomes one or more item results:
-- ContraForce `data: true` → succeeded; `data: false` (or missing) → not_applied, never a success.
+Each command becomes one upstream call (`run_command`); each call becomes one or more items:
+- ContraForce `data: true` → succeeded; `data: false` (or missing) → "nothing to do".
 - D3 returns one answer per command: each requested incident is its own item; an incident in
-  `ErrorData` is not_applied with D3's own message; `Status: Failed` or a non-empty `error`
-  fails the rest. *Partially Successful* therefore becomes `partially_succeeded`.
+  `ErrorData` is "nothing to do" with D3's own message; `Status: Failed` or a non-empty `error`
+  is not_applied for the rest. *Partially Successful* therefore becomes `partially_succeeded`.
+- "Nothing to do" is not_applied, except after an ambiguous earlier send of the same command
+  (`settle`, the one rule every path uses; see `shared.lifecycle`).
 - An upstream error becomes a failed item carrying the upstream's status, code and requestId.
 Commands run with bounded concurrency (`BULK_CONCURRENCY`); clients pace requests themselves.
+The clients come in as `Upstreams`, so the core runs on any transport.
 """
 
 from __future__ import annotations
@@ -14,12 +17,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from shared.clients import registry
+from shared.clients.registry import Upstreams
 from shared.config import Settings
 from shared.context import current_invocation
-from shared.errors import Upstream, UpstreamError
+from shared.errors import Upstream, UpstreamError, UpstreamUnavailable
 from shared.models.commands import Action, Command, RemoveLinkedIncidents, UnlinkTicket
 from shared.models.outcome import (
     ItemError,
@@ -34,6 +38,7 @@ from shared.problems import item_error
 logger = logging.getLogger(__name__)
 
 D3_SUCCESS_STATUSES = frozenset({"successful", "partially successful"})
+NOTHING_TO_DO = "NOTHING_TO_DO"  # ItemError.code of an answer that says there was nothing to undo
 
 
 def action_of(command: Command) -> Action:
@@ -47,6 +52,7 @@ def upstream_of(command: Command) -> Upstream:
 async def run(
     commands: Sequence[Command],
     *,
+    upstreams: Upstreams,
     settings: Settings,
     operation_id: str,
     dry_run: bool = False,
@@ -59,37 +65,62 @@ async def run(
     started = clock()
     gate = asyncio.Semaphore(settings.bulk_concurrency)
 
-    async def one(command: Command) -> _Ran:
+    async def run_gated(command: Command) -> CommandRun:
         async with gate:
             if dry_run:
-                return _plan(command, settings)
-            return await _execute(command, settings)
+                return _plan(command, upstreams)
+            return await run_command(command, upstreams, settings=settings)
 
-    ran = await asyncio.gather(*(one(command) for command in commands))
-    items = tuple(
-        item.model_copy(update={"index": index})
-        for index, result in enumerate(ran)
-        for item in result.items
-    )
-    replies = tuple(result.reply for result in ran if result.reply is not None)
-    single = ran[0].items[0].upstream if len(commands) == 1 and ran[0].items else None
-    outcome = Outcome(
+    ran = await asyncio.gather(*(run_gated(command) for command in commands))
+    outcome = outcome_of(
+        [(index, result.items) for index, result in enumerate(ran)],
         operation_id=operation_id,
         action=action_of(commands[0]),
-        status=Outcome.status_of(items),
-        items=items,
-        upstream=single or UpstreamInfo(name=upstream_of(commands[0])),
+        upstream=upstream_of(commands[0]),
         attempts=sum(result.attempts for result in ran),
-        dry_run=dry_run,
         started_at=started,
         finished_at=clock(),
-        replies=replies,
+        replies=tuple(result.reply for result in ran if result.reply is not None),
+        dry_run=dry_run,
     )
-    _log(outcome, caller=caller, upstream=upstream_of(commands[0]))
+    log_outcome(outcome, caller=caller, upstream=upstream_of(commands[0]))
     return outcome
 
 
-def _log(outcome: Outcome, *, caller: str, upstream: str) -> None:
+def outcome_of(
+    results: Sequence[tuple[int, Sequence[ItemResult]]],
+    *,
+    operation_id: str,
+    action: Action | None,
+    upstream: Upstream,
+    attempts: int,
+    started_at: datetime,
+    finished_at: datetime | None,
+    replies: tuple[VendorReply, ...] = (),
+    dry_run: bool = False,
+    reason: str | None = None,
+) -> Outcome:
+    """The Outcome of commands' items, each item numbered by its command's index."""
+    items = tuple(
+        item.model_copy(update={"index": index}) for index, group in results for item in group
+    )
+    single = items[0].upstream if len(results) == 1 and len(items) == 1 else None
+    return Outcome(
+        operation_id=operation_id,
+        action=action,
+        status=Outcome.status_of(items),
+        items=items,
+        upstream=single or UpstreamInfo(name=upstream),
+        attempts=attempts,
+        dry_run=dry_run,
+        started_at=started_at,
+        finished_at=finished_at,
+        reason=reason,
+        replies=replies,
+    )
+
+
+def log_outcome(outcome: Outcome, *, caller: str, upstream: str) -> None:
     """One structured line per action: what a SOC engineer greps for. Never a secret."""
     invocation = current_invocation()
     request_ids = sorted(
@@ -117,17 +148,54 @@ def _log(outcome: Outcome, *, caller: str, upstream: str) -> None:
     )
 
 
-class _Ran:
-    """What one command produced: its items, the upstream's reply if any, attempts."""
+@dataclass(frozen=True)
+class CommandRun:
+    """What one command produced: its items, the upstream's reply if any, and attempts."""
 
-    __slots__ = ("attempts", "items", "reply")
+    items: tuple[ItemResult, ...]
+    reply: VendorReply | None = None
+    attempts: int = 0
+    may_have_acted: bool = False  # a send went out and lost its answer: it may have acted
 
-    def __init__(
-        self, items: list[ItemResult], *, reply: VendorReply | None = None, attempts: int = 0
-    ) -> None:
-        self.items = items
-        self.reply = reply
-        self.attempts = attempts
+    @property
+    def transient(self) -> bool:
+        """No usable answer (unavailable): running the command again may succeed."""
+        return any(i.error is not None and i.error.kind == "unavailable" for i in self.items)
+
+    @property
+    def retry_after(self) -> float | None:
+        waits = [i.error.retry_after for i in self.items if i.error and i.error.retry_after]
+        return max(waits) if waits else None
+
+
+def settle(items: Sequence[ItemResult], *, ambiguous: bool) -> tuple[ItemResult, ...]:
+    """The one rule for "nothing to do": a success only after an ambiguous earlier send of the
+    same command (its effect may have happened and its answer was lost); else not_applied."""
+    if not ambiguous:
+        return tuple(items)
+    return tuple(
+        item.model_copy(
+            update={
+                "status": ItemStatus.SUCCEEDED,
+                "message": "done by an earlier send of this command whose answer was lost "
+                f"(the upstream now answers: {item.message})",
+                "error": None,
+            }
+        )
+        if item.error is not None and item.error.code == NOTHING_TO_DO
+        else item
+        for item in items
+    )
+
+
+async def run_command(
+    command: Command, upstreams: Upstreams, *, settings: Settings, ambiguous: bool = False
+) -> CommandRun:
+    """Send one command and settle its answer. `ambiguous`: an earlier attempt (recorded by
+    the durable core) sent it and lost the answer."""
+    ran = await _execute(command, upstreams, settings)
+    items = settle(ran.items, ambiguous=ambiguous or ran.may_have_acted)
+    return CommandRun(items, ran.reply, ran.attempts, ran.may_have_acted)
 
 
 def targets(command: Command) -> list[str]:
@@ -137,26 +205,26 @@ def targets(command: Command) -> list[str]:
     return [f"{command.source_incident}/{linked}" for linked in command.linked_incidents]
 
 
-def _plan(command: Command, settings: Settings) -> _Ran:
+def _plan(command: Command, upstreams: Upstreams) -> CommandRun:
     if isinstance(command, UnlinkTicket):
-        cf = registry.contraforce(settings)
+        cf = upstreams.contraforce()
         request = cf.describe(cf.prepare_unlink(command))
     else:
-        d3 = registry.d3(settings)
+        d3 = upstreams.d3()
         request = d3.describe(d3.prepare_remove(command))
-    return _Ran(
-        [
+    return CommandRun(
+        tuple(
             ItemResult(target=target, status=ItemStatus.PLANNED, request=request)
             for target in targets(command)
-        ]
+        )
     )
 
 
-async def _execute(command: Command, settings: Settings) -> _Ran:
+async def _execute(command: Command, upstreams: Upstreams, settings: Settings) -> CommandRun:
     try:
         if isinstance(command, UnlinkTicket):
-            return await _unlink_ticket(command, settings)
-        return await _remove_linked_incidents(command, settings)
+            return await _unlink_ticket(command, upstreams)
+        return await _remove_linked_incidents(command, upstreams)
     except UpstreamError as exc:
         error = _for_caller(item_error(exc), command, settings)
         logger.warning(
@@ -171,8 +239,8 @@ async def _execute(command: Command, settings: Settings) -> _Ran:
         upstream = UpstreamInfo(
             name=exc.upstream, status=error.upstream_status, request_id=error.request_id
         )
-        return _Ran(
-            [
+        return CommandRun(
+            tuple(
                 ItemResult(
                     target=target,
                     status=ItemStatus.FAILED,
@@ -182,8 +250,9 @@ async def _execute(command: Command, settings: Settings) -> _Ran:
                     error=error,
                 )
                 for target in targets(command)
-            ],
+            ),
             attempts=exc.attempts,
+            may_have_acted=isinstance(exc, UpstreamUnavailable) and exc.may_have_acted,
         )
 
 
@@ -206,8 +275,8 @@ def _for_caller(error: ItemError, command: Command, settings: Settings) -> ItemE
     )
 
 
-async def _unlink_ticket(command: UnlinkTicket, settings: Settings) -> _Ran:
-    answer = await registry.contraforce(settings).unlink_ticket(command)
+async def _unlink_ticket(command: UnlinkTicket, upstreams: Upstreams) -> CommandRun:
+    answer = await upstreams.contraforce().unlink_ticket(command)
     upstream = UpstreamInfo(name="contraforce", status=answer.status, request_id=answer.request_id)
     if answer.reply.data is True:
         item = ItemResult(
@@ -231,15 +300,18 @@ async def _unlink_ticket(command: UnlinkTicket, settings: Settings) -> _Ran:
             error=ItemError(
                 kind="not_applied",
                 message=message,
+                code=NOTHING_TO_DO,
                 upstream_status=answer.status,
                 request_id=answer.request_id,
             ),
         )
-    return _Ran([item], reply=answer.reply, attempts=answer.attempts)
+    return CommandRun((item,), answer.reply, answer.attempts, answer.may_have_acted)
 
 
-async def _remove_linked_incidents(command: RemoveLinkedIncidents, settings: Settings) -> _Ran:
-    answer = await registry.d3(settings).remove_linked_incidents(command)
+async def _remove_linked_incidents(
+    command: RemoveLinkedIncidents, upstreams: Upstreams
+) -> CommandRun:
+    answer = await upstreams.d3().remove_linked_incidents(command)
     reply = answer.reply
     data = reply.return_data
     d3_status = (data.status if data else None) or ""
@@ -256,7 +328,8 @@ async def _remove_linked_incidents(command: RemoveLinkedIncidents, settings: Set
     upstream = UpstreamInfo(name="d3", status=answer.status)
     items = []
     for linked in command.linked_incidents:
-        failure = per_incident.get(linked) or overall_failure
+        not_linked = per_incident.get(linked)
+        failure = not_linked or overall_failure
         target = f"{command.source_incident}/{linked}"
         if failure is None:
             items.append(
@@ -276,7 +349,12 @@ async def _remove_linked_incidents(command: RemoveLinkedIncidents, settings: Set
                 message=failure,
                 upstream=upstream,
                 attempts=answer.attempts,
-                error=ItemError(kind="not_applied", message=failure, upstream_status=answer.status),
+                error=ItemError(
+                    kind="not_applied",
+                    message=failure,
+                    code=NOTHING_TO_DO if not_linked else None,
+                    upstream_status=answer.status,
+                ),
             )
         )
-    return _Ran(items, reply=reply, attempts=answer.attempts)
+    return CommandRun(tuple(items), reply, answer.attempts, answer.may_have_acted)

@@ -116,6 +116,10 @@ class Settings(BaseSettings):
     contraforce_webhook_authorization: SecretStr | None = None
     webhook_unlink_classifications: str = "FalsePositive,BenignPositive"
 
+    # The app's public URL (e.g. https://ila.example.net), for the `Location` of a 202. Unset,
+    # `Location` is a path: a request's Host header never goes into it.
+    public_base_url: HttpUrl | None = None
+
     @field_validator("*", mode="before")
     @classmethod
     def _no_unresolved_key_vault_reference(cls, value: object) -> object:

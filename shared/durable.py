@@ -1,397 +1,522 @@
-"""At least once in, exactly once in effect: accept, queue, work, retry, poison, replay.
+"""At least once in, at most once in effect: accept, lease, run, record, retry, poison, replay.
 
-- `submit()` records an operation (under an idempotency key if there is one) and, when asked,
-  queues it; a repeat of the same key returns the recorded operation without acting again.
-- `run_now()` runs an idempotent synchronous request and records its Outcome.
-- `work()` is the queue worker's whole job: lease the operation, run what is still pending
-  through `actions.run`, and record the result. A transient upstream failure is queued again
-  after the upstream's `Retry-After` (or a backoff), at most `QUEUE_MAX_ATTEMPTS` times; then
-  the work goes to the poison queue with the reason on the operation. A permanent failure
-  (4xx) is final at once.
-- `replay_poison()` moves poisoned work back after the cause is fixed.
+The moves are those of `shared.lifecycle`'s state machine; this module makes them durable:
+- `accept()` records an operation (once per idempotency key) with a row per command.
+- `run_attempt()` leases it, keeps the lease alive while it works, marks each command SENT
+  before its request leaves and ANSWERED once its answer is stored, then records the operation
+  (final) or requeues it. A transient failure is queued again after the upstream's
+  `Retry-After` (or a backoff), at most `QUEUE_MAX_ATTEMPTS` attempts; then the message goes to
+  the poison queue with the reason on the operation. A permanent failure (4xx) is final at once.
+- `process_message()` is the queue worker's whole job; `replay_poison()` moves poisoned work
+  back once the cause is fixed.
+
+`Steps` lets a test stop a run at any step, as a crash would (the model-based test does).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from shared import actions
+import stamina
+
+from shared import actions, lifecycle
+from shared.clients.registry import Upstreams
 from shared.config import Settings
+from shared.errors import StoreUnavailable
+from shared.lifecycle import (
+    CommandMark,
+    CommandRow,
+    Held,
+    OperationHeader,
+    OperationState,
+    RouteKind,
+)
 from shared.models.commands import Command
 from shared.models.outcome import ItemResult, ItemStatus, Outcome, OutcomeStatus, UpstreamInfo
-from shared.operations import (
-    Claim,
-    Conflict,
-    OperationRecord,
-    OperationStore,
-    QueuedWork,
-    RouteKind,
-    command_hash,
-)
+from shared.records import Conflict, RecordStore, command_hash
 from shared.storage import Storage, storage
 
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-LEASE_MARGIN_SECONDS = 5  # beyond the retry budget, for the answer to be recorded
+# A step of a run: "leased", "sent" (marked, before the request leaves), "answered" (the
+# upstream answered, not yet stored), "stored" (the answer is stored), "recorded".
+Steps = Callable[[str], Awaitable[None]]
+LEASE_MARGIN_SECONDS = 5.0
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-async def store_for(settings: Settings) -> tuple[Storage, OperationStore]:
+async def _no_steps(_: str) -> None:
+    return None
+
+
+class QueuedWork:
+    """The queue message: which operation. Commands stay in the table."""
+
+    @staticmethod
+    def to_message(operation_id: str) -> str:
+        return json.dumps({"operationId": operation_id})
+
+    @staticmethod
+    def operation_of(message: str) -> str:
+        data = json.loads(message)
+        operation_id = data.get("operationId") if isinstance(data, dict) else None
+        if not isinstance(operation_id, str) or not operation_id:
+            raise ValueError("queue message has no operationId")
+        return operation_id
+
+
+@dataclass(frozen=True)
+class Operation:
+    """An operation as stored: its header and one row per command."""
+
+    header: OperationHeader
+    commands: tuple[CommandRow, ...]
+
+    @property
+    def operation_id(self) -> str:
+        return self.header.operation_id
+
+    @property
+    def final(self) -> bool:
+        return self.header.final
+
+    def outcome(self) -> Outcome:
+        """What is known: answered commands' items, the rest pending (or failed, if final)."""
+        header = self.header
+        if not self.commands:
+            return Outcome(
+                operation_id=header.operation_id,
+                action=header.action,
+                status=header.status,
+                items=(),
+                started_at=header.created_at,
+                finished_at=header.finished_at,
+                reason=header.reason,
+            )
+        upstream = actions.upstream_of(self.commands[0].command)
+        groups = [(row.index, _items_of(row)) for row in self.commands]
+        outcome = actions.outcome_of(
+            groups,
+            operation_id=header.operation_id,
+            action=header.action,
+            upstream=upstream,
+            attempts=sum(item.attempts for _, group in groups for item in group),
+            started_at=header.created_at,
+            finished_at=header.finished_at,
+            replies=tuple(row.reply for row in self.commands if row.reply is not None),
+            reason=header.reason,
+        )
+        status = header.status if header.final else OutcomeStatus.PENDING
+        return outcome.model_copy(update={"status": status})
+
+
+def _items_of(row: CommandRow) -> tuple[ItemResult, ...]:
+    if row.mark is CommandMark.ANSWERED or row.items:
+        return row.items
+    upstream = UpstreamInfo(name=actions.upstream_of(row.command))
+    return tuple(
+        ItemResult(target=target, status=ItemStatus.PENDING, upstream=upstream)
+        for target in actions.targets(row.command)
+    )
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The operation a request maps to, and whether it existed already."""
+
+    operation: Operation
+    existing: bool
+
+
+async def store_for(settings: Settings) -> tuple[Storage, RecordStore]:
     found = await storage(settings)
     retention = timedelta(hours=settings.idempotency_retention_hours)
-    return found, OperationStore(found, retention=retention)
+    return found, RecordStore(found, retention=retention)
 
 
-def pending_outcome(record: OperationRecord) -> Outcome:
-    """The Outcome of an operation that has not finished: what is known so far."""
-    if record.outcome is not None and record.final:
-        return record.outcome
-    if not record.commands:
-        return Outcome(
-            operation_id=record.operation_id,
-            action=None,
-            status=record.status,
-            items=(),
-            started_at=record.created_at,
-            finished_at=record.updated_at,
-            reason=record.reason,
-        )
-    upstream = actions.upstream_of(record.commands[0])
-    items = tuple(
-        ItemResult(target=target, status=ItemStatus.PENDING, upstream=UpstreamInfo(name=upstream))
-        for command in record.commands
-        for target in actions.targets(command)
-    )
-    return Outcome(
-        operation_id=record.operation_id,
-        action=record.action,
-        status=record.status if record.final else OutcomeStatus.PENDING,
-        items=items,
-        upstream=UpstreamInfo(name=upstream),
-        attempts=record.attempts,
-        started_at=record.created_at,
-        reason=record.reason,
-    )
+async def read(store: RecordStore, operation_id: str) -> Operation | None:
+    stored = await store.read(operation_id)
+    return None if stored is None else Operation(stored[0], tuple(stored[1]))
 
 
-def new_record(
+# ---- accept -----------------------------------------------------------------------------------
+
+
+def _fresh(
     operation_id: str,
     route: RouteKind,
     commands: Sequence[Command],
     *,
     now: datetime,
-    status: OutcomeStatus = OutcomeStatus.PENDING,
-    reason: str | None = None,
-) -> OperationRecord:
-    return OperationRecord(
+    caller: str | None,
+) -> tuple[OperationHeader, list[CommandRow]]:
+    header = OperationHeader(
         operation_id=operation_id,
         route=route,
         action=commands[0].kind if commands else None,
-        commands=tuple(commands),
+        command_count=len(commands),
         command_hash=command_hash(route, commands),
-        status=status,
-        pending=tuple(range(len(commands))),
-        reason=reason,
+        caller=caller,
         created_at=now,
         updated_at=now,
     )
+    rows = [
+        CommandRow(operation_id=operation_id, index=index, command=command)
+        for index, command in enumerate(commands)
+    ]
+    return header, rows
 
 
-async def submit(
-    settings: Settings,
+async def accept(
+    store: RecordStore,
     *,
     operation_id: str,
     route: RouteKind,
     commands: Sequence[Command],
-    key: str | None,
-    enqueue: bool,
-    clock: Clock = _now,
+    keys: Sequence[tuple[str, str]] = (),
+    caller: str | None = None,
+    now: datetime,
+    skipped: str | None = None,
 ) -> Claim:
-    """Record the operation (once per key) and queue it if asked. Repeats act on nothing."""
-    found, store = await store_for(settings)
-    now = clock()
-    claim = await store.claim(key, new_record(operation_id, route, commands, now=now), now=now)
-    if not enqueue or (claim.existing and not _queue_again(claim.record, now)):
-        return claim
-    if claim.record.final:  # a repeat of work that failed transiently: give it a fresh budget
-        again = claim.record.model_copy(
-            update={
-                "status": OutcomeStatus.PENDING,
-                "retryable": False,
-                "attempts": 0,
-                "reason": "queued again by a repeat of the request",
-                "updated_at": now,
-            }
+    """Record an operation, once per set of keys: a repeat gets the recorded one. `skipped`
+    records a webhook event the policy does not act on (no commands, final at once)."""
+    header, rows = _fresh(operation_id, route, commands, now=now, caller=caller)
+    if skipped is not None:
+        header = lifecycle.record(header, status=OutcomeStatus.SKIPPED, now=now, reason=skipped)
+    if keys:
+        claim = await store.claim_keys(
+            keys, operation_id=operation_id, digest=header.command_hash, now=now
         )
-        try:
-            claim = Claim(await store.save(again), existing=True)
-        except Conflict:
-            return claim  # a concurrent repeat did it
-    await _send(found, QueuedWork(operationId=claim.record.operation_id), delay=0)
-    logger.info("operation=%s queued (repeat=%s)", claim.record.operation_id, claim.existing)
-    return claim
+        if claim.held:
+            found = await read(store, claim.operation_id)
+            if found is not None:
+                return Claim(found, existing=True)
+            # The first writer died between its key and its record: finish its work.
+            header = header.model_copy(update={"operation_id": claim.operation_id})
+            rows = [row.model_copy(update={"operation_id": claim.operation_id}) for row in rows]
+    created = await store.create(header, rows)
+    if created is None:  # a concurrent writer of the same key created it first
+        found = await read(store, header.operation_id)
+        if found is None:
+            raise StoreUnavailable("the operation could not be read after a concurrent write")
+        return Claim(found, existing=True)
+    return Claim(Operation(created[0], tuple(created[1])), existing=False)
 
 
-def _queue_again(record: OperationRecord, now: datetime) -> bool:
-    """Should a repeat of queued work send it again? Yes if it failed transiently, if its
-    worker died (lease expired), or if it never ran: the first send may have failed after the
-    record was written, and a duplicate message is harmless (the worker leases)."""
-    if record.final:
-        return record.retryable
-    if record.lease_until is not None:
-        return record.lease_until < now
-    return record.attempts == 0
+def runnable(operation: Operation, now: datetime) -> bool:
+    """May a runner lease it now? Not if final (unless retryable) or held by a live lease."""
+    header = operation.header
+    if header.final:
+        return header.retryable
+    return not header.lease_live(now)
 
 
-def _abandoned(record: OperationRecord, settings: Settings, now: datetime) -> bool:
-    """A repeat may take over a record whose runner vanished or whose failure was transient."""
-    if record.final:
-        return record.retryable
-    if record.lease_until is not None:
-        return record.lease_until < now
-    quiet = timedelta(seconds=settings.retry_budget_seconds + LEASE_MARGIN_SECONDS)
-    return now - record.updated_at > quiet
+# ---- one attempt ------------------------------------------------------------------------------
 
 
-async def record_skipped(
-    settings: Settings, *, operation_id: str, key: str, reason: str, clock: Clock = _now
-) -> Claim:
-    """Record a delivery the policy does not act on, once per key."""
-    _, store = await store_for(settings)
-    now = clock()
-    record = new_record(
-        operation_id, "webhook", (), now=now, status=OutcomeStatus.SKIPPED, reason=reason
-    )
-    return await store.claim(key, record, now=now)
+def lease_hold(settings: Settings) -> timedelta:
+    """Long enough for one command's whole retry budget twice over; renewed while work runs."""
+    return timedelta(seconds=2 * settings.retry_budget_seconds + LEASE_MARGIN_SECONDS)
 
 
-async def run_now(
-    settings: Settings,
-    claim: Claim,
+class _Lease:
+    """A held lease, renewed in the background; `usable` says whether a send may still start."""
+
+    def __init__(
+        self, store: RecordStore, header: OperationHeader, settings: Settings, clock: Clock
+    ) -> None:
+        self.store = store
+        self.header = header
+        self.settings = settings
+        self.clock = clock
+        self.lost = False
+        self._task: asyncio.Task[None] | None = None
+
+    def usable(self) -> bool:
+        until = self.header.lease_until
+        budget = timedelta(seconds=self.settings.retry_budget_seconds)
+        return not self.lost and until is not None and until - self.clock() > budget
+
+    async def renew(self) -> None:
+        owner = self.header.lease_owner or ""
+        for _ in range(3):
+            try:
+                self.header = await self.store.save_header(
+                    lifecycle.renew(
+                        self.header,
+                        owner=owner,
+                        now=self.clock(),
+                        hold=lease_hold(self.settings),
+                    )
+                )
+            except Conflict:
+                found = await self.store.read(self.header.operation_id)
+                if found is None or found[0].lease_owner != owner:
+                    break
+                self.header = found[0]
+            except Held:
+                break
+            else:
+                return
+        self.lost = True
+        logger.warning("operation=%s lease lost: no new request starts", self.header.operation_id)
+
+    async def _keep(self) -> None:
+        every = max(0.5, self.settings.retry_budget_seconds / 4)
+        while not self.lost:
+            await asyncio.sleep(every)
+            try:
+                await self.renew()
+            except StoreUnavailable:
+                logger.warning(
+                    "operation=%s lease renewal failed; will retry", self.header.operation_id
+                )
+
+    def __enter__(self) -> _Lease:
+        self._task = asyncio.create_task(self._keep())
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
+@stamina.retry(on=StoreUnavailable, attempts=4, wait_initial=0.2, wait_max=2.0, timeout=10.0)
+async def _store_answer(store: RecordStore, row: CommandRow) -> CommandRow:
+    """An answer is written until it sticks (a failed write after an effect is retried)."""
+    return await store.save_row(row)
+
+
+async def run_attempt(
+    operation: Operation,
     *,
+    store: RecordStore,
+    upstreams: Upstreams,
+    settings: Settings,
+    queue: Storage | None = None,
+    caller: str = "queued",
     clock: Clock = _now,
-) -> OperationRecord:
-    """Run a claimed synchronous request (or return the recorded result of a repeat)."""
-    _, store = await store_for(settings)
-    record = claim.record
-    now = clock()
-    if claim.existing and not _abandoned(record, settings, now) and not record.final:
-        return record  # another request with this key is running it right now
-    if claim.existing and record.final and not record.retryable:
-        return record
-    leased = await _lease(store, record, settings, now)
-    if leased is None:
-        return await store.get(record.operation_id) or record
-    return await _run_and_record(settings, store, leased, clock=clock, queue=None)
+    steps: Steps = _no_steps,
+) -> Operation:
+    """Lease `operation`, run the commands still pending, and record the result.
 
-
-async def _lease(
-    store: OperationStore, record: OperationRecord, settings: Settings, now: datetime
-) -> OperationRecord | None:
-    """Take the operation for one attempt, or None if a live worker holds it."""
-    if record.lease_until is not None and record.lease_until > now and not record.final:
-        return None
-    until = now + timedelta(seconds=settings.retry_budget_seconds + LEASE_MARGIN_SECONDS)
-    pending = record.pending or tuple(range(len(record.commands)))
+    Returns the operation as this attempt left it, which is the truth even when the last
+    write failed after upstream effects (the store then still says SENT, which a later
+    attempt reads as ambiguous). Raises `Held` if another runner holds a live lease."""
+    owner = uuid.uuid4().hex
+    header = lifecycle.lease(operation.header, owner=owner, now=clock(), hold=lease_hold(settings))
     try:
-        return await store.save(
-            record.model_copy(
-                update={
-                    "lease_until": until,
-                    "inflight": tuple(sorted(set(record.inflight) | set(pending))),
-                    "pending": pending,
-                    "status": OutcomeStatus.PENDING,
-                    "retryable": False,
-                    "updated_at": now,
-                }
+        header = await store.save_header(header)
+    except Conflict as exc:
+        raise Held(operation.operation_id) from exc
+    await steps("leased")
+    rows = {row.index: lifecycle.takeover(row) for row in operation.commands}
+    gate = asyncio.Semaphore(settings.bulk_concurrency)
+    lease = _Lease(store, header, settings, clock)
+
+    async def send_one(row: CommandRow) -> None:
+        async with gate:
+            if not lease.usable():
+                return
+            try:
+                row = await store.save_row(lifecycle.mark_sent(row))
+            except Conflict:
+                lease.lost = True  # someone else touched this command: stop starting sends
+                return
+            rows[row.index] = row
+            await steps("sent")
+            ran = await actions.run_command(
+                row.command, upstreams, settings=settings, ambiguous=row.ambiguous
             )
+            await steps("answered")
+            row = lifecycle.answered(
+                row,
+                items=ran.items,
+                reply=ran.reply,
+                transient=ran.transient,
+                may_have_acted=ran.may_have_acted,
+            )
+            rows[row.index] = row
+            try:
+                rows[row.index] = await _store_answer(store, row)
+            except (StoreUnavailable, Conflict):
+                logger.exception(
+                    "operation=%s command=%d answer not stored; a later attempt resends it",
+                    row.operation_id,
+                    row.index,
+                )
+                return
+            await steps("stored")
+
+    with lease:
+        await asyncio.gather(
+            *(send_one(row) for row in rows.values() if row.mark is not CommandMark.ANSWERED)
         )
-    except Conflict:
-        return None
-
-
-@dataclass(frozen=True)
-class _Result:
-    outcome: Outcome
-    transient: tuple[int, ...]
-    retry_after: float | None
-
-
-def _merge(record: OperationRecord, ran: Outcome, indexes: Sequence[int]) -> _Result:
-    """Fold the results of the commands just run into what earlier attempts recorded."""
-    fresh: dict[int, list[ItemResult]] = {index: [] for index in indexes}
-    for item in ran.items:
-        original = indexes[item.index]
-        item = item.model_copy(update={"index": original})
-        if original in record.inflight and item.status is ItemStatus.NOT_APPLIED:
-            # An earlier attempt sent this and died before recording: the upstream now says
-            # there is nothing to do because that attempt did it.
-            item = item.model_copy(
-                update={
-                    "status": ItemStatus.SUCCEEDED,
-                    "message": f"already done by an interrupted earlier attempt ({item.message})",
-                    "error": None,
-                }
-            )
-        fresh[original].append(item)
-    kept = [i for i in (record.outcome.items if record.outcome else ()) if i.index not in fresh]
-    items = tuple(
-        sorted([*kept, *(i for group in fresh.values() for i in group)], key=lambda i: i.index)
+    header = lease.header
+    done = Operation(header, tuple(rows[index] for index in sorted(rows)))
+    actions.log_outcome(
+        done.outcome(), caller=f"{header.route}:{caller}", upstream=_upstream_name(done)
     )
-    transient = tuple(
-        index
-        for index, group in fresh.items()
-        if any(i.error is not None and i.error.kind == "unavailable" for i in group)
+    if lease.lost:
+        return done  # whoever holds the lease now records the operation
+    return await _record(
+        done, store=store, settings=settings, queue=queue, clock=clock, steps=steps
     )
-    waits = [
-        i.error.retry_after
-        for group in fresh.values()
-        for i in group
-        if i.error is not None and i.error.retry_after is not None
-    ]
-    outcome = ran.model_copy(
-        update={
-            "items": items,
-            "status": Outcome.status_of(items),
-            "attempts": (record.outcome.attempts if record.outcome else 0) + ran.attempts,
-            "started_at": record.created_at,
-            "replies": ran.replies,
-        }
-    )
-    return _Result(outcome, transient, max(waits) if waits else None)
 
 
-async def _run_and_record(
-    settings: Settings,
-    store: OperationStore,
-    record: OperationRecord,
+def _upstream_name(operation: Operation) -> str:
+    if not operation.commands:
+        return "-"
+    return actions.upstream_of(operation.commands[0].command)
+
+
+async def _record(
+    operation: Operation,
     *,
-    clock: Clock,
+    store: RecordStore,
+    settings: Settings,
     queue: Storage | None,
-    attempt: int = 1,
-) -> OperationRecord:
-    indexes = record.pending
-    ran = await actions.run(
-        [record.commands[i] for i in indexes],
-        settings=settings,
-        operation_id=record.operation_id,
-        caller=f"{record.route}:queued" if queue is not None else record.route,
-    )
-    result = _merge(record, ran, indexes)
+    clock: Clock,
+    steps: Steps,
+) -> Operation:
+    header, rows = operation.header, operation.commands
     now = clock()
-    update: dict[str, object] = {
-        "outcome": result.outcome,
-        "attempts": attempt,
-        "inflight": (),
-        "lease_until": None,
-        "updated_at": now,
-    }
-    if result.transient and queue is not None and attempt < settings.queue_max_attempts:
+    unanswered = [row for row in rows if row.mark is not CommandMark.ANSWERED]
+    items = tuple(item for row in rows for item in _items_of(row))
+    status = Outcome.status_of(items)
+    delay: float | None = None
+    if not unanswered:
+        header = lifecycle.record(header, status=status, now=now)
+    elif queue is not None and header.attempts < settings.queue_max_attempts:
+        waits = [
+            r.last_error.retry_after
+            for r in unanswered
+            if r.last_error and r.last_error.retry_after
+        ]
         delay = min(
-            result.retry_after if result.retry_after is not None else 2.0**attempt,
-            settings.queue_retry_max_delay_seconds,
+            max(waits) if waits else 2.0**header.attempts, settings.queue_retry_max_delay_seconds
         )
-        update |= {
-            "status": OutcomeStatus.PENDING,
-            "pending": result.transient,
-            "reason": f"attempt {attempt} hit an unavailable upstream; retrying in {delay:.0f} s",
-        }
-        saved = await store.save(record.model_copy(update=update))
-        await _send(
-            queue, QueuedWork(operationId=record.operation_id, attempt=attempt + 1), delay=delay
+        header = lifecycle.requeue(
+            header,
+            now=now,
+            reason=f"attempt {header.attempts} hit an unavailable upstream; "
+            f"retrying in {delay:.0f} s",
         )
-        return saved
-    update |= {"status": result.outcome.status, "pending": result.transient}
-    if result.transient:
-        reason = f"upstream unavailable after {attempt} attempt(s)"
+    else:
+        reason = f"upstream unavailable after {header.attempts} attempt(s)"
         if queue is not None:
-            reason += "; moved to the poison queue (replay: python -m shared.cli replay-poison)"
-        update |= {
-            "retryable": True,
-            "reason": reason,
-            "outcome": result.outcome.model_copy(update={"reason": reason}),
-        }
-    saved = await store.save(record.model_copy(update=update))
-    if result.transient and queue is not None:
-        await _send(
-            queue,
-            QueuedWork(operationId=record.operation_id, attempt=attempt),
-            delay=0,
-            poison=True,
+            reason += "; moved to the poison queue (replay: ila replay-poison)"
+        header = lifecycle.record(header, status=status, now=now, retryable=True, reason=reason)
+    try:
+        header = await store.save_header(header)
+    except Conflict:
+        found = await read(store, header.operation_id)
+        return found if found is not None else Operation(header, rows)
+    except StoreUnavailable:
+        logger.exception(
+            "operation=%s result not recorded; a later attempt records it", header.operation_id
         )
-        logger.warning("operation=%s poisoned after %d attempts", record.operation_id, attempt)
-    return saved
+        return Operation(header, rows)
+    await steps("recorded")
+    if queue is not None and delay is not None:
+        await send_work(queue, header.operation_id, delay=delay)
+    elif queue is not None and header.retryable:
+        await send_work(queue, header.operation_id, delay=0, poison=True)
+        logger.warning(
+            "operation=%s poisoned after %d attempts", header.operation_id, header.attempts
+        )
+    return Operation(header, rows)
 
 
-async def _send(found: Storage, work: QueuedWork, *, delay: float, poison: bool = False) -> None:
+async def send_work(
+    found: Storage, operation_id: str, *, delay: float, poison: bool = False
+) -> None:
     queue = found.poison if poison else found.queue
-    await queue.send_message(work.to_message(), visibility_timeout=round(delay))
+    await queue.send_message(QueuedWork.to_message(operation_id), visibility_timeout=round(delay))
 
 
-class Busy(Exception):
-    """Another live worker holds this operation's lease."""
+# ---- the queue worker -------------------------------------------------------------------------
 
 
-async def work(
+async def process_message(
     settings: Settings,
     message: str,
     *,
+    upstreams: Upstreams,
     dequeue_count: int,
     clock: Clock = _now,
-) -> OperationRecord | None:
-    """Handle one queue message. Returns the record as left, None if there was nothing to do.
+    steps: Steps = _no_steps,
+) -> Operation | None:
+    """Handle one queue message. Returns the operation as left, None if there was none.
 
-    Raises (so the host redelivers) only when another live worker holds the operation, or on
-    an unexpected error; on the host's last delivery the error is recorded on the operation.
-    """
-    payload = QueuedWork.model_validate(json.loads(message))
+    A duplicate of finished work is ignored; work held by a live lease is looked at again
+    once that lease would expire (the holder may die). Raises only on an unexpected error,
+    so the host redelivers; on its last delivery the error is noted on the operation."""
+    operation_id = QueuedWork.operation_of(message)
     found, store = await store_for(settings)
-    record = await store.get(payload.operation_id)
-    if record is None:
-        logger.warning("operation=%s not found; message dropped", payload.operation_id)
+    operation = await read(store, operation_id)
+    if operation is None:
+        logger.warning("operation=%s not found; message dropped", operation_id)
         return None
-    if record.final and not record.retryable:
+    header = operation.header
+    if header.final:
         logger.info(
-            "operation=%s already %s; duplicate delivery ignored",
-            record.operation_id,
-            record.status.value,
+            "operation=%s already %s; duplicate delivery ignored", operation_id, header.status.value
         )
-        return record
-    leased = await _lease(store, record, settings, clock())
-    if leased is None:
-        raise Busy(f"operation {record.operation_id} is being worked on elsewhere")
+        return operation
+    now = clock()
+    if header.lease_live(now) and header.lease_until is not None:
+        wait = (header.lease_until - now).total_seconds() + 1
+        logger.info(
+            "operation=%s held by a live runner; looking again in %.0f s", operation_id, wait
+        )
+        await send_work(found, operation_id, delay=wait)
+        return operation
     try:
-        return await _run_and_record(
-            settings,
-            store,
-            leased,
-            clock=clock,
+        return await run_attempt(
+            operation,
+            store=store,
+            upstreams=upstreams,
+            settings=settings,
             queue=found,
-            attempt=max(payload.attempt, record.attempts + 1),
+            clock=clock,
+            steps=steps,
         )
+    except Held:
+        logger.info("operation=%s taken by another runner first", operation_id)
+        return operation
     except Exception as exc:
         if dequeue_count >= settings.queue_max_attempts:
-            failed = await store.get(record.operation_id)
-            if failed is not None:
-                await store.save(
-                    failed.model_copy(
-                        update={
-                            "reason": f"delivery {dequeue_count} failed ({type(exc).__name__}); "
-                            "the host moves the message to the poison queue",
-                            "lease_until": None,
-                            "updated_at": clock(),
-                        }
-                    )
-                )
+            await _note_failure(store, operation_id, exc, dequeue_count, clock)
         raise
+
+
+async def _note_failure(
+    store: RecordStore, operation_id: str, exc: Exception, dequeue_count: int, clock: Clock
+) -> None:
+    with contextlib.suppress(StoreUnavailable, Conflict):
+        stored = await store.read(operation_id)
+        if stored is not None and not stored[0].final:
+            await store.save_header(
+                stored[0].model_copy(
+                    update={
+                        "reason": f"delivery {dequeue_count} failed ({type(exc).__name__}); "
+                        "the host moves the message to the poison queue",
+                        "updated_at": clock(),
+                    }
+                )
+            )
 
 
 async def replay_poison(settings: Settings, *, limit: int = 1000) -> list[str]:
@@ -399,26 +524,23 @@ async def replay_poison(settings: Settings, *, limit: int = 1000) -> list[str]:
     found, store = await store_for(settings)
     moved: list[str] = []
     async for message in found.poison.receive_messages(max_messages=32, visibility_timeout=60):
-        work_item = QueuedWork.model_validate(json.loads(message.content))
-        record = await store.get(work_item.operation_id)
-        if record is not None and record.final and not record.retryable:
+        operation_id = QueuedWork.operation_of(message.content)
+        operation = await read(store, operation_id)
+        if operation is not None and operation.final and not operation.header.retryable:
             await found.poison.delete_message(message)
             continue
-        if record is not None:
-            await store.save(
-                record.model_copy(
-                    update={
-                        "status": OutcomeStatus.PENDING,
-                        "retryable": False,
-                        "attempts": 0,
-                        "reason": "replayed from the poison queue",
-                        "updated_at": _now(),
-                    }
+        if operation is not None and operation.header.final:
+            await store.save_header(
+                lifecycle.reopen(
+                    operation.header, now=_now(), reason="replayed from the poison queue"
                 )
             )
-        await _send(found, QueuedWork(operationId=work_item.operation_id), delay=0)
+        await send_work(found, operation_id, delay=0)
         await found.poison.delete_message(message)
-        moved.append(work_item.operation_id)
+        moved.append(operation_id)
         if len(moved) >= limit:
             break
     return moved
+
+
+__all__ = ["Claim", "Held", "Operation", "OperationState", "accept", "process_message", "read"]

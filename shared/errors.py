@@ -7,6 +7,7 @@ AppError
 │   ├── InvalidSignature         401: a webhook not provably from ContraForce
 │   ├── Forbidden                403: the caller may not do this (identity, principal)
 │   ├── NotFound                 404
+│   │   └── OperationNotFound    404 OPERATION_NOT_FOUND: no operation has this id
 │   ├── PayloadTooLarge          413 (body size or number of items)
 │   ├── UnsupportedMediaType     415
 │   └── IdempotencyConflict      422: the same Idempotency-Key with a different request
@@ -73,6 +74,12 @@ class NotFound(RequestRejected):
     code = "NOT_FOUND"
 
 
+class OperationNotFound(NotFound):
+    """No operation has this id (unlike an operation whose own answer was an upstream 404)."""
+
+    code = "OPERATION_NOT_FOUND"
+
+
 class PayloadTooLarge(RequestRejected):
     status = 413
     code = "PAYLOAD_TOO_LARGE"
@@ -127,10 +134,13 @@ class UpstreamUnavailable(UpstreamError):
         attempts: int,
         status: int | None = None,
         retry_after: float | None = None,
+        may_have_acted: bool = False,
     ) -> None:
         super().__init__(message, upstream=upstream, attempts=attempts)
         self.status = status
         self.retry_after = retry_after
+        # A request went out and lost its answer: the upstream may have acted on it.
+        self.may_have_acted = may_have_acted
 
 
 class UpstreamRejected(UpstreamError):

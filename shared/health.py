@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.answers import Answer
 from shared.config import Settings, get_settings
 from shared.errors import NotConfigured
+from shared.rendering import Rendered
 
 
 def _check(name: str, settings: Settings) -> dict[str, Any]:
@@ -21,14 +21,14 @@ def _check(name: str, settings: Settings) -> dict[str, Any]:
     return {"configured": True, "credential": credential.removesuffix("Settings")}
 
 
-def health_answer() -> Answer:
+def health_answer() -> Rendered:
     """200 when settings load (each upstream says if it is usable); 503 naming bad settings."""
     try:
         settings = get_settings()
     except NotConfigured as exc:
-        return Answer(
+        return Rendered(
             503,
             {"status": "unhealthy", "problem": "invalid settings", "settings": list(exc.settings)},
         )
     upstreams = {name: _check(name, settings) for name in ("contraforce", "d3")}
-    return Answer(200, {"status": "healthy", "upstreams": upstreams})
+    return Rendered(200, {"status": "healthy", "upstreams": upstreams})

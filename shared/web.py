@@ -1,8 +1,9 @@
-"""The HTTP edge every action trigger shares: context → parse → run → answer; errors → problems.
+"""The HTTP edge: requests in, responses out, errors mapped to problems. Nothing else.
 
-The only module in `shared/` that knows `azure.functions`. Handlers in `functions/` call one
-function here (`respond()` with the parser and renderer of their route family, or
-`operation_status()`, `receive_webhook()`) and nothing else.
+The only module in `shared/` that knows `azure.functions`. Each handler in `functions/` calls
+one function here (`serve_action`, `serve_operation`, `serve_webhook`, `serve_document`,
+`serve_refusal`); each of those maps the request onto one use case of `shared.service` and
+maps its result onto a response.
 """
 
 from __future__ import annotations
@@ -15,26 +16,31 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import azure.functions as func
 
-from shared import actions, answers, durable, webhooks
-from shared.answers import Answer, ProblemStyle, problem_answer
+from shared import rendering, service, webhooks
 from shared.config import Settings, get_settings
 from shared.context import Invocation, set_invocation
-from shared.errors import AppError, InvalidPayload, NotFound, PayloadTooLarge
+from shared.durable import Operation
+from shared.errors import AppError, InvalidPayload, OperationNotFound, PayloadTooLarge
 from shared.intake import Incoming, Parser, dry_run_requested
+from shared.lifecycle import RouteKind
 from shared.models.outcome import Outcome, OutcomeStatus
-from shared.operations import OperationRecord, RouteKind
 from shared.problems import from_error
+from shared.rendering import ProblemStyle, Rendered, render_problem
 
 logger = logging.getLogger(__name__)
 
-Renderer = Callable[[Outcome], Answer]
+Renderer = Callable[[Outcome], Rendered]
+# What a route does once the edge has set up the invocation: the request in, a rendering out.
+RouteBody = Callable[[Invocation], Awaitable[Rendered]]
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+# Key prefixes that name the app's own key spaces: a caller may not use them.
+RESERVED_KEY_PREFIXES = ("contraforce-webhook:", "webhook:", "ila-internal:")
 _OPERATION_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 POLL_AFTER_SECONDS = 5
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
@@ -54,34 +60,34 @@ def invocation_for(req: func.HttpRequest) -> Invocation:
     return Invocation(operation_id=operation_id, correlation_id=correlation_id)
 
 
-def to_http(answer: Answer, invocation: Invocation, *, instance: str) -> func.HttpResponse:
+def to_http(rendered: Rendered, invocation: Invocation, *, instance: str) -> func.HttpResponse:
     """The HTTP response. `X-Operation-Id` names the operation the answer is about: this
     request's, or the recorded one a repeat (or a poll) returns."""
-    operation_id = answer.operation_id or invocation.operation_id
-    body = answer.body
-    if isinstance(body, dict) and answer.media_type.endswith("problem+json"):
+    operation_id = rendered.operation_id or invocation.operation_id
+    body = rendered.body
+    if isinstance(body, dict) and rendered.media_type.endswith("problem+json"):
         body = {**body, "instance": instance, "operationId": operation_id}
     headers = {
-        **answer.headers,
+        **rendered.headers,
         "X-Operation-Id": operation_id,
         "X-Correlation-Id": invocation.correlation_id,
     }
     return func.HttpResponse(
         body=json.dumps(body, separators=(",", ":")).encode(),
-        status_code=answer.status,
+        status_code=rendered.status,
         headers=headers,
-        mimetype=answer.media_type,
+        mimetype=rendered.media_type,
         charset="utf-8",
     )
 
 
-def error_answer(exc: Exception, style: ProblemStyle) -> Answer:
+def render_error(exc: Exception, style: ProblemStyle) -> Rendered:
     """Log and map an exception that reached the edge."""
     if isinstance(exc, AppError):
         logger.info("request refused: %s: %s", type(exc).__name__, exc.message)
     else:
         logger.error("unexpected error while handling a request", exc_info=exc)
-    return problem_answer(from_error(exc), style)
+    return render_problem(from_error(exc), style)
 
 
 def incoming_from(req: func.HttpRequest) -> Incoming:
@@ -93,35 +99,32 @@ def incoming_from(req: func.HttpRequest) -> Incoming:
     )
 
 
-Work = Callable[[Invocation], Awaitable[Answer]]
-
-
-async def answer(
-    req: func.HttpRequest, work: Work, *, problem_style: ProblemStyle = "problem"
+async def handle(
+    req: func.HttpRequest, route_body: RouteBody, *, problem_style: ProblemStyle = "problem"
 ) -> func.HttpResponse:
-    """The edge itself: set the invocation context, do the work, map any error to a problem."""
+    """Set the invocation context, run the route, map any error to a problem."""
     invocation = invocation_for(req)
     set_invocation(invocation)
     try:
-        result = await work(invocation)
+        rendered = await route_body(invocation)
     except Exception as exc:  # noqa: BLE001 - the edge: every error becomes a problem answer
-        result = error_answer(exc, problem_style)
-    return to_http(result, invocation, instance=_path(req.url))
+        rendered = render_error(exc, problem_style)
+    return to_http(rendered, invocation, instance=_path(req.url))
 
 
-async def answer_with(
-    req: func.HttpRequest, build: Callable[[], Answer | dict[str, Any]]
+async def serve_document(
+    req: func.HttpRequest, build: Callable[[], Rendered | dict[str, Any]]
 ) -> func.HttpResponse:
-    """Answer a read-only route from a function of no arguments (a JSON document or an Answer)."""
+    """A read-only route from a function of no arguments (a JSON document or a rendering)."""
 
-    async def work(_: Invocation) -> Answer:
+    async def render_document(_: Invocation) -> Rendered:
         result = build()
-        return result if isinstance(result, Answer) else Answer(200, result)
+        return result if isinstance(result, Rendered) else Rendered(200, result)
 
-    return await answer(req, work)
+    return await handle(req, render_document)
 
 
-async def respond(
+async def serve_action(
     req: func.HttpRequest,
     *,
     parse: Parser,
@@ -129,55 +132,57 @@ async def respond(
     route: RouteKind,
     problem_style: ProblemStyle = "problem",
 ) -> func.HttpResponse:
-    """Run one action request end to end and answer it.
+    """One action request: parse it, hand it to `service.perform`, render what came back."""
 
-    Synchronous by default. With `Prefer: respond-async` the request is queued and answered
-    202 + Location; with an `Idempotency-Key` a repeat returns the first request's answer.
-    """
-
-    async def work(invocation: Invocation) -> Answer:
+    async def perform(invocation: Invocation) -> Rendered:
         settings = get_settings()
         incoming = incoming_from(req)
-        dry_run = dry_run_requested(incoming)
-        commands = parse(incoming, settings)
-        key = idempotency_key(req)
-        queued = prefers_async(req)
-        if dry_run or (key is None and not queued):
-            outcome = await actions.run(
-                commands,
-                settings=settings,
-                operation_id=invocation.operation_id,
-                dry_run=dry_run,
-                caller=route,
-            )
-            return render(outcome)
-        claim = await durable.submit(
-            settings,
+        request = service.ActionRequest(
             operation_id=invocation.operation_id,
             route=route,
-            commands=commands,
-            key=key,
-            enqueue=queued,
+            dry_run=dry_run_requested(incoming),
+            commands=parse(incoming, settings),
+            idempotency_key=idempotency_key(req),
+            respond_async=prefers_async(req),
         )
-        record = claim.record if queued else await durable.run_now(settings, claim)
-        return _recorded(record, render, req.url)
+        handled = await service.perform(request, settings)
+        return _rendered(handled, render, req, settings)
 
-    return await answer(req, work, problem_style=problem_style)
-
-
-def _recorded(record: OperationRecord, render: Renderer, url: str) -> Answer:
-    """A recorded operation's answer: its final answer, or 202 + Location while pending."""
-    if record.final and record.outcome is not None:
-        return replace(render(record.outcome), operation_id=record.operation_id)
-    return accepted(record, url)
+    return await handle(req, perform, problem_style=problem_style)
 
 
-def accepted(record: OperationRecord, url: str) -> Answer:
+def _rendered(
+    handled: service.Handled, render: Renderer, req: func.HttpRequest, settings: Settings
+) -> Rendered:
+    if isinstance(handled, service.Pending):
+        return accepted(handled.operation, req, settings)
+    rendered = render(handled.outcome)
+    if handled.recorded:
+        return replace(rendered, operation_id=handled.outcome.operation_id)
+    return rendered
+
+
+def status_location(operation_id: str, req: func.HttpRequest, settings: Settings) -> str:
+    """Where to poll: the configured public base URL (else a path, never the request's Host),
+    with the caller's `code` kept when it authenticated that way (Logic Apps poll `Location`
+    as given, as they do Durable Functions' status URL)."""
+    location = f"/api/operations/{operation_id}"
+    if settings.public_base_url is not None:
+        location = str(settings.public_base_url).rstrip("/") + location
+    code = req.params.get("code")
+    if code:
+        location += "?" + urlencode({"code": code})
+    return location
+
+
+def accepted(operation: Operation, req: func.HttpRequest, settings: Settings) -> Rendered:
     """202 + Location + Retry-After: the Logic Apps asynchronous polling pattern."""
-    location = urljoin(url, f"/api/operations/{record.operation_id}")
-    body = durable.pending_outcome(record).model_dump(mode="json", by_alias=True)
-    headers = {"Location": location, "Retry-After": str(POLL_AFTER_SECONDS)}
-    return Answer(202, body, headers=headers, operation_id=record.operation_id)
+    body = operation.outcome().model_dump(mode="json", by_alias=True)
+    headers = {
+        "Location": status_location(operation.operation_id, req, settings),
+        "Retry-After": str(POLL_AFTER_SECONDS),
+    }
+    return Rendered(202, body, headers=headers, operation_id=operation.operation_id)
 
 
 def idempotency_key(req: func.HttpRequest) -> str | None:
@@ -190,6 +195,12 @@ def idempotency_key(req: func.HttpRequest) -> str | None:
             "Idempotency-Key must be 1 to 255 printable ASCII characters",
             errors={"Idempotency-Key": ["must be 1 to 255 printable ASCII characters"]},
         )
+    if key.lower().startswith(RESERVED_KEY_PREFIXES):
+        reserved = ", ".join(RESERVED_KEY_PREFIXES)
+        raise InvalidPayload(
+            f"Idempotency-Key may not start with a reserved prefix ({reserved})",
+            errors={"Idempotency-Key": [f"may not start with {reserved}"]},
+        )
     return key
 
 
@@ -198,33 +209,36 @@ def prefers_async(req: func.HttpRequest) -> bool:
     return "respond-async" in preferences.split(",")
 
 
-async def operation_status(req: func.HttpRequest) -> func.HttpResponse:
+async def serve_operation(req: func.HttpRequest) -> func.HttpResponse:
     """`GET operations/{operationId}`: 202 while pending, then the final answer."""
 
-    async def work(_: Invocation) -> Answer:
+    async def find(_: Invocation) -> Rendered:
+        settings = get_settings()
         operation_id = req.route_params.get("operationId", "")
-        record = None
-        if _OPERATION_ID.match(operation_id):
-            store = (await durable.store_for(get_settings()))[1]
-            record = await store.get(operation_id)
-        if record is None:
-            raise NotFound(
+        if not _OPERATION_ID.match(operation_id):
+            raise OperationNotFound(
                 f"no operation {operation_id[:64]!r}", errors={"operationId": ["not found"]}
             )
-        if record.status is OutcomeStatus.SKIPPED:
-            outcome = durable.pending_outcome(record)
-            return Answer(200, outcome.model_dump(mode="json", by_alias=True))
-        return _recorded(record, answers.canonical, req.url)
+        operation = await service.find_operation(settings, operation_id)
+        if operation.header.status is OutcomeStatus.SKIPPED:
+            body = operation.outcome().model_dump(mode="json", by_alias=True)
+            return Rendered(200, body, operation_id=operation_id)
+        handled: service.Handled = (
+            service.Finished(operation.outcome(), recorded=True)
+            if operation.final
+            else service.Pending(operation)
+        )
+        return _rendered(handled, rendering.canonical, req, settings)
 
-    return await answer(req, work)
+    return await handle(req, find)
 
 
-async def receive_webhook(
+async def serve_webhook(
     req: func.HttpRequest, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 ) -> func.HttpResponse:
     """`POST webhooks/contraforce`: verify, then queue (202), skip (200) or acknowledge a test."""
 
-    async def work(invocation: Invocation) -> Answer:
+    async def receive(invocation: Invocation) -> Rendered:
         settings = get_settings()
         body = req.get_body()
         if len(body) > settings.max_body_bytes:
@@ -237,53 +251,36 @@ async def receive_webhook(
             now=clock(),
             authorization=authorization.get_secret_value() if authorization else None,
         )
-        return await _webhook_answer(settings, delivery, invocation.operation_id, req.url)
-
-    return await answer(req, work)
-
-
-async def _webhook_answer(
-    settings: Settings, delivery: webhooks.Delivery, operation_id: str, url: str
-) -> Answer:
-    if delivery.is_test:
-        logger.info(
-            "webhook event=%s is a test delivery: verified, not acted on", delivery.event_id
+        handled = await service.receive_delivery(
+            delivery, settings, operation_id=invocation.operation_id
         )
-        return Answer(200, {"status": "acknowledged", "test": True, "eventId": delivery.event_id})
-    decision = webhooks.decide(delivery, unlink_classifications=settings.unlink_classifications())
-    key = f"contraforce-webhook:{delivery.event_id}"
-    if decision.skipped is not None:
-        claim = await durable.record_skipped(
-            settings, operation_id=operation_id, key=key, reason=decision.skipped
-        )
-        logger.info("webhook event=%s skipped: %s", delivery.event_id, decision.skipped)
-        return Answer(
-            200,
-            {
-                "status": "skipped",
-                "reason": claim.record.reason,
-                "eventId": delivery.event_id,
-                "operationId": claim.record.operation_id,
-            },
-        )
-    claim = await durable.submit(
-        settings,
-        operation_id=operation_id,
-        route="webhook",
-        commands=decision.commands,
-        key=key,
-        enqueue=True,
-    )
-    return _recorded(claim.record, answers.canonical, url)
+        if isinstance(handled, service.Acknowledged):
+            return Rendered(
+                200, {"status": "acknowledged", "test": True, "eventId": handled.event_id}
+            )
+        if isinstance(handled, service.Skipped):
+            return Rendered(
+                200,
+                {
+                    "status": "skipped",
+                    "reason": handled.operation.header.reason,
+                    "eventId": handled.event_id,
+                    "operationId": handled.operation.operation_id,
+                },
+                operation_id=handled.operation.operation_id,
+            )
+        return _rendered(handled, rendering.canonical, req, settings)
+
+    return await handle(req, receive)
 
 
-async def refuse(req: func.HttpRequest, exc: AppError) -> func.HttpResponse:
+async def serve_refusal(req: func.HttpRequest, exc: AppError) -> func.HttpResponse:
     """Answer a request that is refused before any action (e.g. an unknown action)."""
 
-    async def work(_: Invocation) -> Answer:
+    async def refuse(_: Invocation) -> Rendered:
         raise exc
 
-    return await answer(req, work)
+    return await handle(req, refuse)
 
 
 def _path(url: str) -> str:

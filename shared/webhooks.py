@@ -15,6 +15,11 @@ tried (rotation), and comparisons are constant-time.
 Mapping is a small declared policy: `agent.investigation.completed.v1` with a classification
 in `WEBHOOK_UNLINK_CLASSIFICATIONS` unlinks the incident's service ticket; every other event
 (including `incident.created.v1`) is acknowledged and recorded as skipped.
+
+Only the timestamp and the body are signed, so only they decide: the event type is the body's
+`type` (never `X-CF-Schema` alone), and a delivery is a test only when the body says
+`"isTest": true` (an `X-CF-Test` header the body does not back is ignored). Replays are caught
+downstream by deduplicating on the signed content as well as on `X-CF-Event-Id`.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,6 +44,9 @@ from shared.models.contraforce import IncidentReference
 TOLERANCE_SECONDS = 300
 UNLINKING_EVENT = "agent.investigation.completed.v1"
 MAX_HEADER = 512
+MAX_SHOWN = 100  # characters of an event's own text kept in a reason or a log line
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -45,10 +54,11 @@ class Delivery:
     """A verified delivery: its headers' facts and the raw body, not yet parsed."""
 
     event_id: str
-    schema: str
+    schema: str  # X-CF-Schema: not signed, informative only
     timestamp: datetime
-    is_test: bool
+    test_header: bool  # X-CF-Test: not signed, trusted only where the body agrees
     body: bytes
+    signed_content: bytes  # what the signature covers: the timestamp as sent, ".", the body
 
 
 def _header(headers: Mapping[str, str], name: str) -> str:
@@ -143,8 +153,17 @@ def _verify(
             errors={"X-CF-Event-Id": ["is required"]},
         )
     schema = (headers.get("X-CF-Schema") or headers.get("x-cf-schema") or "").strip()
-    is_test = (headers.get("X-CF-Test") or headers.get("x-cf-test") or "").strip().lower() == "true"
-    return Delivery(event_id=event_id, schema=schema, timestamp=moment, is_test=is_test, body=body)
+    test_header = (
+        headers.get("X-CF-Test") or headers.get("x-cf-test") or ""
+    ).strip().lower() == "true"
+    return Delivery(
+        event_id=event_id,
+        schema=schema,
+        timestamp=moment,
+        test_header=test_header,
+        body=body,
+        signed_content=signed,
+    )
 
 
 def sign(body: bytes, *, secret: bytes, timestamp: str, hex_form: bool = False) -> str:
@@ -170,9 +189,10 @@ class _EventData(BaseModel):
 
 
 class _Event(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
     type: str | None = None
+    is_test: bool | None = Field(default=None, alias="isTest")
     data: _EventData = Field(default_factory=_EventData)
 
 
@@ -183,20 +203,35 @@ class Decision:
     event_type: str
     commands: tuple[UnlinkTicket, ...] = ()
     skipped: str | None = None
+    is_test: bool = False
+
+
+def _shown(text: str) -> str:
+    """An event's own text, bounded before it goes into a stored reason or a log line."""
+    return repr(text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + "…")
 
 
 def decide(delivery: Delivery, *, unlink_classifications: frozenset[str]) -> Decision:
-    """Parse a verified delivery and apply the declared policy."""
+    """Parse a verified delivery and apply the declared policy (signed facts only)."""
     event = parse(_Event, decode_json(delivery.body))
-    event_type = event.type or delivery.schema
+    event_type = event.type or ""
+    if delivery.test_header and event.is_test is not True:
+        logger.warning(
+            "webhook event=%s: X-CF-Test is not backed by the signed body; handled as real",
+            _shown(delivery.event_id),
+        )
+    if event.is_test is True:
+        return Decision(event_type, is_test=True)
     if event_type != UNLINKING_EVENT:
-        return Decision(event_type, skipped=f"no action is configured for {event_type!r}")
+        what = _shown(event_type) if event_type else "no type in the signed body"
+        return Decision(event_type, skipped=f"no action is configured for {what}")
     data = event.data
     classification = (data.classification or "").strip()
     if classification.lower() not in unlink_classifications:
         return Decision(
             event_type,
-            skipped=f"classification {classification!r} is not in WEBHOOK_UNLINK_CLASSIFICATIONS",
+            skipped=f"classification {_shown(classification)} is not in "
+            "WEBHOOK_UNLINK_CLASSIFICATIONS",
         )
     workspace = data.workspace_id or data.account_id
     number = None if data.incident_number is None else str(data.incident_number)

@@ -28,6 +28,7 @@ class UnlinkAnswer:
     status: int
     attempts: int
     request_id: str | None
+    may_have_acted: bool = False  # an earlier attempt went out and lost its answer
 
 
 class ContraForceClient:
@@ -79,7 +80,9 @@ class ContraForceClient:
         except ValidationError as exc:
             raise unreadable(delivered, upstream="contraforce") from exc
         request_id = (reply.meta.request_id if reply.meta else None) or header_request_id
-        return UnlinkAnswer(reply, response.status_code, delivered.attempts, request_id)
+        return UnlinkAnswer(
+            reply, response.status_code, delivered.attempts, request_id, delivered.may_have_acted
+        )
 
     async def aclose(self) -> None:
         await self._http.aclose()

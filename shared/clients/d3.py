@@ -29,6 +29,7 @@ class CommandAnswer:
     reply: D3CommandResponse
     status: int
     attempts: int
+    may_have_acted: bool = False  # an earlier attempt went out and lost its answer
 
 
 def envelope_for(command: RemoveLinkedIncidents) -> RemoveLinkedIncidentsEnvelope:
@@ -87,7 +88,9 @@ class D3Client:
             reply = D3CommandResponse.model_validate_json(delivered.response.content)
         except ValidationError as exc:
             raise unreadable(delivered, upstream="d3") from exc
-        return CommandAnswer(reply, delivered.response.status_code, delivered.attempts)
+        return CommandAnswer(
+            reply, delivered.response.status_code, delivered.attempts, delivered.may_have_acted
+        )
 
     async def aclose(self) -> None:
         await self._http.aclose()

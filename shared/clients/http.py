@@ -75,14 +75,27 @@ def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
     return max(0.0, (when - now).total_seconds())
 
 
+# Failures after the request went out and before an answer came back: the upstream may have
+# acted on it. (A connect error or timeout, a pool timeout or a failed write never reached it.)
+MAY_HAVE_ACTED = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError)
+
+
 class _Transient(Exception):
     """One failed attempt that may succeed if tried again."""
 
-    def __init__(self, reason: str, *, status: int | None, retry_after: float | None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        status: int | None,
+        retry_after: float | None,
+        may_have_acted: bool = False,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.status = status
         self.retry_after = retry_after
+        self.may_have_acted = may_have_acted
 
 
 @dataclass(frozen=True)
@@ -113,6 +126,7 @@ class Delivered:
 
     response: httpx.Response
     attempts: int
+    may_have_acted: bool = False  # an earlier attempt went out and lost its answer
 
 
 class ResilientHttp:
@@ -164,6 +178,7 @@ class ResilientHttp:
         """Send with pacing and retries. Raises `UpstreamUnavailable` when retries run out."""
         deadline = self._clock() + self._policy.budget_seconds
         attempts = 0
+        may_have_acted = False
         try:
             async for attempt in stamina.retry_context(
                 on=RetryDecider(self._policy, deadline, self._clock),
@@ -175,8 +190,12 @@ class ResilientHttp:
             ):
                 with attempt:
                     attempts += 1
-                    response = await self._attempt(request, attempts, deadline)
-                    return Delivered(response, attempts)
+                    try:
+                        response = await self._attempt(request, attempts, deadline)
+                    except _Transient as failed:
+                        may_have_acted = may_have_acted or failed.may_have_acted
+                        raise
+                    return Delivered(response, attempts, may_have_acted)
         except _Transient as exc:
             raise UpstreamUnavailable(
                 f"{self.upstream} unavailable after {attempts} attempt(s): {exc.reason}",
@@ -184,6 +203,7 @@ class ResilientHttp:
                 attempts=attempts,
                 status=exc.status,
                 retry_after=exc.retry_after,
+                may_have_acted=may_have_acted,
             ) from exc
         raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover
 
@@ -203,12 +223,18 @@ class ResilientHttp:
         except httpx.TimeoutException as exc:
             self._log(request, number, "timeout", started)
             raise _Transient(
-                f"timed out ({type(exc).__name__})", status=None, retry_after=None
+                f"timed out ({type(exc).__name__})",
+                status=None,
+                retry_after=None,
+                may_have_acted=isinstance(exc, MAY_HAVE_ACTED),
             ) from exc
         except httpx.TransportError as exc:
             self._log(request, number, type(exc).__name__, started)
             raise _Transient(
-                f"connection failed ({type(exc).__name__})", status=None, retry_after=None
+                f"connection failed ({type(exc).__name__})",
+                status=None,
+                retry_after=None,
+                may_have_acted=isinstance(exc, MAY_HAVE_ACTED),
             ) from exc
         self._log(request, number, str(response.status_code), started)
         if response.status_code in RETRYABLE_STATUSES:
@@ -297,11 +323,13 @@ def error_for(
 
 
 def unreadable(delivered: Delivered, *, upstream: Upstream) -> UpstreamUnavailable:
-    """A 2xx whose body is not the documented shape: treat as an upstream fault."""
+    """A 2xx whose body is not the documented shape: an upstream fault, after which the
+    upstream may well have acted."""
     return UpstreamUnavailable(
         f"{upstream} answered HTTP {delivered.response.status_code} with a body that is not "
         "the documented shape",
         upstream=upstream,
         attempts=delivered.attempts,
         status=delivered.response.status_code,
+        may_have_acted=True,
     )

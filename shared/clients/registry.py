@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
+from typing import Protocol
 
 import httpx
 
@@ -113,6 +115,45 @@ def d3(settings: Settings) -> D3Client:
             rate_limit_per_second=settings.d3_rate_limit_per_second,
         )
     return registry.d3
+
+
+class Upstreams(Protocol):
+    """Where the core gets its upstream clients: passed in, so tests can give their own."""
+
+    def contraforce(self) -> ContraForceClient: ...
+
+    def d3(self) -> D3Client: ...
+
+
+@dataclass(frozen=True)
+class ProcessUpstreams:
+    """This process's clients, built from settings on first use (`NotConfigured` if not)."""
+
+    settings: Settings
+
+    def contraforce(self) -> ContraForceClient:
+        return contraforce(self.settings)
+
+    def d3(self) -> D3Client:
+        return d3(self.settings)
+
+
+@dataclass(frozen=True)
+class GivenUpstreams:
+    """Clients built by the caller (tests: on `httpx.MockTransport`)."""
+
+    contraforce_client: ContraForceClient | None = None
+    d3_client: D3Client | None = None
+
+    def contraforce(self) -> ContraForceClient:
+        if self.contraforce_client is None:
+            raise LookupError("no ContraForce client was given")
+        return self.contraforce_client
+
+    def d3(self) -> D3Client:
+        if self.d3_client is None:
+            raise LookupError("no D3 client was given")
+        return self.d3_client
 
 
 async def aclose() -> None:

@@ -130,7 +130,7 @@ async def test_respond_async_answers_202_with_location_then_the_operation_reads_
     assert len(sandbox.contraforce.state.effects) == 1
 
 
-async def test_unknown_operation_is_404(queues: Queues) -> None:
+async def test_unknown_operation_is_404_operation_not_found(queues: Queues) -> None:
     missing = str(uuid.uuid4())
     reply = await call(
         "get_operation",
@@ -138,7 +138,7 @@ async def test_unknown_operation_is_404(queues: Queues) -> None:
         method="GET",
         route_params={"operationId": missing},
     )
-    assert (reply.status, reply.body["code"]) == (404, "NOT_FOUND")
+    assert (reply.status, reply.body["code"]) == (404, "OPERATION_NOT_FOUND")
 
 
 async def test_async_request_without_storage_is_503_naming_the_setting(
@@ -305,9 +305,19 @@ async def test_unsigned_webhook_is_401(queues: Queues) -> None:
 async def test_test_delivery_is_verified_and_acknowledged_without_acting(
     queues: Queues, sandbox: Sandboxes
 ) -> None:
-    reply = await deliver(investigation(), event_id=str(uuid.uuid4()), **{"X-CF-Test": "true"})
+    body = json.dumps({**json.loads(investigation()), "isTest": True}).encode()
+    reply = await deliver(body, event_id=str(uuid.uuid4()), **{"X-CF-Test": "true"})
     assert (reply.status, reply.body["test"]) == (200, True)
     assert await queues.visible(queues.work) == []
+
+
+async def test_a_test_header_added_to_a_real_signed_delivery_does_not_suppress_it(
+    queues: Queues, sandbox: Sandboxes
+) -> None:
+    reply = await deliver(investigation(), event_id=str(uuid.uuid4()), **{"X-CF-Test": "true"})
+    assert reply.status == 202
+    await queues.drain()
+    assert len(sandbox.contraforce.state.effects) == 1
 
 
 async def test_event_the_policy_does_not_act_on_is_acknowledged_and_recorded_skipped(

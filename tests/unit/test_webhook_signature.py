@@ -38,7 +38,7 @@ def headers(*, timestamp: str = ISO, signature: str | None = None, **extra: str)
 
 def test_documented_form_base64_over_iso_timestamp_is_accepted() -> None:
     delivery = verify(headers(), BODY, secrets=SECRETS, now=NOW)
-    assert (delivery.event_id, delivery.schema, delivery.is_test) == (
+    assert (delivery.event_id, delivery.schema, delivery.test_header) == (
         "5b0c7a1e-3c55-4c7a-9a51-2d1f0e6b9c3a",
         UNLINKING_EVENT,
         False,
@@ -157,8 +157,13 @@ def test_configured_authorization_must_match() -> None:
     )
 
 
-def test_test_deliveries_are_flagged() -> None:
-    assert verify(headers(**{"X-CF-Test": "true"}), BODY, secrets=SECRETS, now=NOW).is_test
+def test_the_unsigned_test_header_is_read_but_only_as_a_claim() -> None:
+    assert verify(headers(**{"X-CF-Test": "true"}), BODY, secrets=SECRETS, now=NOW).test_header
+
+
+def test_the_signature_covers_exactly_the_content_deduplicated_on() -> None:
+    delivery = verify(headers(), BODY, secrets=SECRETS, now=NOW)
+    assert delivery.signed_content == f"{ISO}.".encode() + BODY
 
 
 @given(
@@ -185,10 +190,55 @@ WS = "3f2a6c1e-8b7d-4c55-9a10-2f6e7d8c9b01"
 CLASSIFICATIONS = frozenset({"falsepositive", "benignpositive"})
 
 
-def delivery(event: Mapping[str, object]) -> Delivery:
+def delivery(
+    event: Mapping[str, object], *, schema: str | None = None, test_header: bool = False
+) -> Delivery:
+    body = json.dumps(event).encode()
     return Delivery(
-        "e-1", str(event.get("type", "")), NOW, is_test=False, body=json.dumps(event).encode()
+        "e-1",
+        str(event.get("type", "")) if schema is None else schema,
+        NOW,
+        test_header=test_header,
+        body=body,
+        signed_content=b"stamp." + body,
     )
+
+
+ACTING_EVENT = {
+    "type": UNLINKING_EVENT,
+    "data": {"accountId": WS, "incidentId": "i-9", "classification": "FalsePositive"},
+}
+
+
+def test_a_test_header_the_signed_body_does_not_back_does_not_suppress_the_action() -> None:
+    decision = decide(
+        delivery(ACTING_EVENT, test_header=True), unlink_classifications=CLASSIFICATIONS
+    )
+    assert (decision.is_test, len(decision.commands)) == (False, 1)
+
+
+def test_a_body_that_says_it_is_a_test_is_a_test_delivery() -> None:
+    decision = decide(
+        delivery({**ACTING_EVENT, "isTest": True}), unlink_classifications=CLASSIFICATIONS
+    )
+    assert (decision.is_test, decision.commands) == (True, ())
+
+
+def test_the_schema_header_never_names_the_event_when_the_signed_body_has_no_type() -> None:
+    untyped = {"data": ACTING_EVENT["data"]}
+    decision = decide(
+        delivery(untyped, schema=UNLINKING_EVENT), unlink_classifications=CLASSIFICATIONS
+    )
+    assert decision.commands == ()
+    assert decision.skipped == "no action is configured for no type in the signed body"
+
+
+def test_a_huge_event_type_is_skipped_with_a_bounded_reason() -> None:
+    decision = decide(
+        delivery({"type": "x" * 200_000, "data": {}}), unlink_classifications=CLASSIFICATIONS
+    )
+    assert decision.skipped is not None
+    assert len(decision.skipped) < 200
 
 
 def test_false_positive_investigation_unlinks_the_incident_ticket() -> None:
@@ -240,7 +290,14 @@ def test_acting_event_without_an_incident_is_a_bad_request() -> None:
 def test_a_verified_body_nested_too_deeply_is_a_bad_request_not_a_crash() -> None:
     with pytest.raises(RequestRejected, match="nested too deeply") as caught:
         decide(
-            Delivery("e", UNLINKING_EVENT, NOW, is_test=False, body=b"[" * 200_000),
+            Delivery(
+                "e",
+                UNLINKING_EVENT,
+                NOW,
+                test_header=False,
+                body=b"[" * 200_000,
+                signed_content=b"",
+            ),
             unlink_classifications=CLASSIFICATIONS,
         )
     assert (caught.value.status, caught.value.code) == (400, "MALFORMED_JSON")
@@ -265,6 +322,6 @@ def test_an_unknown_source_in_the_event_names_the_field() -> None:
 def test_any_verified_body_becomes_a_decision_or_a_bad_request(body: bytes) -> None:
     with contextlib.suppress(RequestRejected):
         decide(
-            Delivery("e", UNLINKING_EVENT, NOW, is_test=False, body=body),
+            Delivery("e", UNLINKING_EVENT, NOW, test_header=False, body=body, signed_content=body),
             unlink_classifications=CLASSIFICATIONS,
         )

@@ -1,4 +1,5 @@
-"""Outcome → the answer each route family gives. Status alone is enough to branch on.
+"""Outcome → what each route family renders: status, body, headers. Status alone is enough
+to branch on.
 
 Canonical routes (`/api/actions/...`) answer with the Outcome:
 200 every item succeeded (or a dry run) · 207 some did · when none did, the deciding failure
@@ -26,7 +27,7 @@ _PRECEDENCE = {"unavailable": 0, "auth_rejected": 1, "rejected": 2, "not_applied
 
 
 @dataclass(frozen=True)
-class Answer:
+class Rendered:
     status: int
     body: Any
     media_type: str = JSON
@@ -34,10 +35,10 @@ class Answer:
     operation_id: str | None = None  # a recorded operation's id, when the answer is about one
 
 
-def problem_answer(problem: Problem, style: ProblemStyle, **extra: Any) -> Answer:
+def render_problem(problem: Problem, style: ProblemStyle, **extra: Any) -> Rendered:
     if style == "d3":
         problem = problem.model_copy(update={"error": problem.detail})
-    return Answer(problem.status, problem.body(**extra), PROBLEM_JSON, problem.headers())
+    return Rendered(problem.status, problem.body(**extra), PROBLEM_JSON, problem.headers())
 
 
 def _deciding(items: tuple[ItemResult, ...]) -> tuple[ItemResult, ItemError]:
@@ -45,34 +46,34 @@ def _deciding(items: tuple[ItemResult, ...]) -> tuple[ItemResult, ItemError]:
     return min(failed, key=lambda pair: _PRECEDENCE[pair[1].kind])
 
 
-def _failure(outcome: Outcome, style: ProblemStyle, *, embed: bool) -> Answer:
+def _failure(outcome: Outcome, style: ProblemStyle, *, embed: bool) -> Rendered:
     item, error = _deciding(outcome.items)
     upstream = item.upstream.name if item.upstream else "contraforce"
     extra = {"outcome": outcome.model_dump(mode="json", by_alias=True)} if embed else {}
-    return problem_answer(from_upstream(upstream, error), style, **extra)
+    return render_problem(from_upstream(upstream, error), style, **extra)
 
 
-def canonical(outcome: Outcome) -> Answer:
+def canonical(outcome: Outcome) -> Rendered:
     body = outcome.model_dump(mode="json", by_alias=True)
     if outcome.status in {OutcomeStatus.SUCCEEDED, OutcomeStatus.PLANNED}:
-        return Answer(200, body)
+        return Rendered(200, body)
     if outcome.status is OutcomeStatus.PARTIALLY_SUCCEEDED:
-        return Answer(207, body)
+        return Rendered(207, body)
     return _failure(outcome, "problem", embed=True)
 
 
-def _mirror(outcome: Outcome, style: ProblemStyle) -> Answer:
+def _mirror(outcome: Outcome, style: ProblemStyle) -> Rendered:
     if outcome.dry_run:
-        return Answer(200, outcome.model_dump(mode="json", by_alias=True))
+        return Rendered(200, outcome.model_dump(mode="json", by_alias=True))
     if outcome.replies:
         reply = outcome.replies[0]
-        return Answer(200, reply.model_dump(mode="json", by_alias=True, exclude_none=True))
+        return Rendered(200, reply.model_dump(mode="json", by_alias=True, exclude_none=True))
     return _failure(outcome, style, embed=False)
 
 
-def contraforce_mirror(outcome: Outcome) -> Answer:
+def contraforce_mirror(outcome: Outcome) -> Rendered:
     return _mirror(outcome, "problem")
 
 
-def d3_mirror(outcome: Outcome) -> Answer:
+def d3_mirror(outcome: Outcome) -> Rendered:
     return _mirror(outcome, "d3")

@@ -6,21 +6,21 @@ import azure.functions as func
 
 from shared.health import health_answer
 from shared.openapi import openapi, swagger
-from shared.web import answer_with
+from shared.web import serve_document
 
 bp = func.Blueprint()
 
 
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 async def health(req: func.HttpRequest) -> func.HttpResponse:
-    return await answer_with(req, health_answer)
+    return await serve_document(req, health_answer)
 
 
 @bp.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 async def openapi_document(req: func.HttpRequest) -> func.HttpResponse:
-    return await answer_with(req, openapi)
+    return await serve_document(req, openapi)
 
 
 @bp.route(route="swagger.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 async def swagger_document(req: func.HttpRequest) -> func.HttpResponse:
-    return await answer_with(req, swagger)
+    return await serve_document(req, swagger)

@@ -1,0 +1,237 @@
+"""The use cases the HTTP edge calls, one function each: perform an action (run now, or record
+and run or queue), receive a verified webhook delivery, find an operation. No HTTP here.
+
+`perform()` is the only place that decides between the paths:
+- a dry run, or a request with neither `Idempotency-Key` nor `Prefer: respond-async`, runs at
+  once and is not recorded;
+- a keyed request is recorded (once per key) and run in-process under a lease;
+- an asynchronous request is recorded and queued.
+Every path settles "nothing to do" by the same rule (`shared.actions.settle`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from shared import actions, durable, lifecycle, webhooks
+from shared.clients.registry import ProcessUpstreams, Upstreams
+from shared.config import Settings
+from shared.durable import Operation
+from shared.errors import OperationNotFound
+from shared.lifecycle import Held, RouteKind
+from shared.models.commands import Command
+from shared.models.outcome import Outcome
+from shared.records import Conflict, RecordStore, caller_key_row, check_fits, webhook_key_rows
+from shared.storage import Storage
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class ActionRequest:
+    """One parsed action request, as the edge hands it over."""
+
+    operation_id: str
+    route: RouteKind
+    commands: Sequence[Command]
+    idempotency_key: str | None = None
+    respond_async: bool = False
+    dry_run: bool = False
+    caller: str | None = None
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A final Outcome; `recorded` when it is a stored operation's (a repeat gets the same)."""
+
+    outcome: Outcome
+    recorded: bool = False
+
+
+@dataclass(frozen=True)
+class Pending:
+    """Accepted, not finished: the caller polls `operations/{id}`."""
+
+    operation: Operation
+
+
+@dataclass(frozen=True)
+class Acknowledged:
+    """A verified test delivery: nothing recorded, nothing done."""
+
+    event_id: str
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A delivery the policy does not act on, recorded once per event."""
+
+    operation: Operation
+    event_id: str
+
+
+Handled = Finished | Pending
+
+
+def _settled(operation: Operation) -> Handled:
+    if operation.final:
+        return Finished(operation.outcome(), recorded=True)
+    return Pending(operation)
+
+
+async def perform(
+    request: ActionRequest,
+    settings: Settings,
+    *,
+    upstreams: Upstreams | None = None,
+    clock: Clock = _now,
+) -> Handled:
+    """Run or record one action request; see the module docstring for which path it takes."""
+    upstreams = upstreams or ProcessUpstreams(settings)
+    if request.dry_run or (request.idempotency_key is None and not request.respond_async):
+        outcome = await actions.run(
+            request.commands,
+            upstreams=upstreams,
+            settings=settings,
+            operation_id=request.operation_id,
+            dry_run=request.dry_run,
+            caller=request.route,
+        )
+        return Finished(outcome)
+    check_fits(request.operation_id, request.commands, prefix="items")
+    found, store = await durable.store_for(settings)
+    keys = [caller_key_row(request.idempotency_key)] if request.idempotency_key else []
+    claim = await durable.accept(
+        store,
+        operation_id=request.operation_id,
+        route=request.route,
+        commands=request.commands,
+        keys=keys,
+        caller=request.caller,
+        now=clock(),
+    )
+    if request.respond_async:
+        return _settled(await _enqueue(found, store, claim, clock=clock))
+    operation = claim.operation
+    if not durable.runnable(operation, clock()):
+        return _settled(operation)
+    try:
+        operation = await durable.run_attempt(
+            operation,
+            store=store,
+            upstreams=upstreams,
+            settings=settings,
+            caller="sync",
+            clock=clock,
+        )
+    except Held:
+        operation = await durable.read(store, operation.operation_id) or operation
+    return _settled(operation)
+
+
+async def _enqueue(
+    found: Storage, store: RecordStore, claim: durable.Claim, *, clock: Clock
+) -> Operation:
+    """Queue a new operation; queue a repeat again only if its work may have been lost."""
+    operation = claim.operation
+    now = clock()
+    if claim.existing and not _lost(operation, now):
+        return operation
+    if operation.final:  # failed transiently (poisoned): a repeat gives it a fresh budget
+        header = lifecycle.reopen(
+            operation.header, now=now, reason="queued again by a repeat of the request"
+        )
+        try:
+            operation = Operation(await store.save_header(header), operation.commands)
+        except Conflict:
+            return await durable.read(store, operation.operation_id) or operation
+    await durable.send_work(found, operation.operation_id, delay=0)
+    logger.info("operation=%s queued (repeat=%s)", operation.operation_id, claim.existing)
+    return operation
+
+
+def _lost(operation: Operation, now: datetime) -> bool:
+    """Could this operation's queue message be gone? If it failed transiently (poisoned), if
+    its runner died (lease expired), or if it never ran (the first send may have failed after
+    the record was written). A duplicate message is harmless: runners lease."""
+    header = operation.header
+    if header.final:
+        return header.retryable
+    if header.lease_until is not None:
+        return header.lease_until < now
+    return header.attempts == 0
+
+
+async def receive_delivery(
+    delivery: webhooks.Delivery,
+    settings: Settings,
+    *,
+    operation_id: str,
+    clock: Clock = _now,
+) -> Handled | Acknowledged | Skipped:
+    """A verified ContraForce delivery: acknowledged (test), recorded as skipped, or queued.
+    Deduplicated on its event id *and* on its signed content, so a replay under a new event
+    id never acts twice."""
+    decision = webhooks.decide(delivery, unlink_classifications=settings.unlink_classifications())
+    if decision.is_test:
+        logger.info(
+            "webhook event=%s is a test delivery: verified, not acted on", delivery.event_id
+        )
+        return Acknowledged(delivery.event_id)
+    found, store = await durable.store_for(settings)
+    keys = webhook_key_rows(delivery.event_id, delivery.signed_content)
+    if decision.skipped is not None:
+        claim = await durable.accept(
+            store,
+            operation_id=operation_id,
+            route="webhook",
+            commands=(),
+            keys=keys,
+            caller="contraforce-webhook",
+            now=clock(),
+            skipped=decision.skipped,
+        )
+        logger.info("webhook event=%s skipped: %s", delivery.event_id, decision.skipped)
+        return Skipped(claim.operation, delivery.event_id)
+    claim = await durable.accept(
+        store,
+        operation_id=operation_id,
+        route="webhook",
+        commands=decision.commands,
+        keys=keys,
+        caller="contraforce-webhook",
+        now=clock(),
+    )
+    return _settled(await _enqueue(found, store, claim, clock=clock))
+
+
+async def find_operation(settings: Settings, operation_id: str) -> Operation:
+    """The stored operation, or `OperationNotFound`."""
+    _, store = await durable.store_for(settings)
+    operation = await durable.read(store, operation_id)
+    if operation is None:
+        raise OperationNotFound(
+            f"no operation {operation_id[:64]!r}", errors={"operationId": ["not found"]}
+        )
+    return operation
+
+
+async def process_message(
+    settings: Settings, message: str, *, dequeue_count: int, upstreams: Upstreams | None = None
+) -> Operation | None:
+    """The queue worker's use case."""
+    return await durable.process_message(
+        settings,
+        message,
+        upstreams=upstreams or ProcessUpstreams(settings),
+        dequeue_count=dequeue_count,
+    )
