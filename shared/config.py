@@ -117,8 +117,12 @@ class Settings(BaseSettings):
     webhook_unlink_classifications: str = "FalsePositive,BenignPositive"
 
     # The app's public URL (e.g. https://ila.example.net), for the `Location` of a 202. Unset,
-    # `Location` is a path: a request's Host header never goes into it.
+    # `https://{WEBSITE_HOSTNAME}` in Azure, else a path: a request's Host never goes into it.
     public_base_url: HttpUrl | None = None
+    # Set by the platform in Azure (the app's default host name), never by a request.
+    website_hostname: str | None = Field(
+        default=None, alias="WEBSITE_HOSTNAME", pattern=r"^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$"
+    )
 
     @field_validator("*", mode="before")
     @classmethod

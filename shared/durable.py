@@ -56,7 +56,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-async def _no_steps(_: str) -> None:
+async def no_steps(_: str) -> None:
     return None
 
 
@@ -307,7 +307,7 @@ async def run_attempt(
     queue: Storage | None = None,
     caller: str = "queued",
     clock: Clock = _now,
-    steps: Steps = _no_steps,
+    steps: Steps = no_steps,
 ) -> Operation:
     """Lease `operation`, run the commands still pending, and record the result.
 
@@ -456,7 +456,7 @@ async def process_message(
     upstreams: Upstreams,
     dequeue_count: int,
     clock: Clock = _now,
-    steps: Steps = _no_steps,
+    steps: Steps = no_steps,
 ) -> Operation | None:
     """Handle one queue message. Returns the operation as left, None if there was none.
 

@@ -94,6 +94,7 @@ async def perform(
     *,
     upstreams: Upstreams | None = None,
     clock: Clock = _now,
+    steps: durable.Steps = durable.no_steps,
 ) -> Handled:
     """Run or record one action request; see the module docstring for which path it takes."""
     upstreams = upstreams or ProcessUpstreams(settings)
@@ -132,6 +133,7 @@ async def perform(
             settings=settings,
             caller="sync",
             clock=clock,
+            steps=steps,
         )
     except Held:
         operation = await durable.read(store, operation.operation_id) or operation
@@ -226,7 +228,13 @@ async def find_operation(settings: Settings, operation_id: str) -> Operation:
 
 
 async def process_message(
-    settings: Settings, message: str, *, dequeue_count: int, upstreams: Upstreams | None = None
+    settings: Settings,
+    message: str,
+    *,
+    dequeue_count: int,
+    upstreams: Upstreams | None = None,
+    clock: Clock = _now,
+    steps: durable.Steps = durable.no_steps,
 ) -> Operation | None:
     """The queue worker's use case."""
     return await durable.process_message(
@@ -234,4 +242,6 @@ async def process_message(
         message,
         upstreams=upstreams or ProcessUpstreams(settings),
         dequeue_count=dequeue_count,
+        clock=clock,
+        steps=steps,
     )

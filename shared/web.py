@@ -163,12 +163,15 @@ def _rendered(
 
 
 def status_location(operation_id: str, req: func.HttpRequest, settings: Settings) -> str:
-    """Where to poll: the configured public base URL (else a path, never the request's Host),
+    """Where to poll: the configured public base URL, else the platform's host name, else a
+    path (never the request's Host header),
     with the caller's `code` kept when it authenticated that way (Logic Apps poll `Location`
     as given, as they do Durable Functions' status URL)."""
     location = f"/api/operations/{operation_id}"
     if settings.public_base_url is not None:
         location = str(settings.public_base_url).rstrip("/") + location
+    elif settings.website_hostname is not None:
+        location = f"https://{settings.website_hostname}{location}"
     code = req.params.get("code")
     if code:
         location += "?" + urlencode({"code": code})

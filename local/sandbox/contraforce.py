@@ -205,15 +205,18 @@ class ContraForceSimulator(Simulator[ContraForceState]):
 
     async def _unlink(self, request: Request) -> Response:
         fault = self._gate.admit()
-        if fault is not None:
-            if fault.kind is not FaultKind.SLOW:
-                return fault_response(fault, self._render_fault(request))
+        if fault is not None and fault.kind not in {FaultKind.SLOW, FaultKind.APPLIED_THEN_RESET}:
+            return fault_response(fault, self._render_fault(request))
+        if fault is not None and fault.kind is FaultKind.SLOW:
             await self._sleep(fault.delay)
         try:
-            return self._handle_unlink(request, await request.body())
+            response = self._handle_unlink(request, await request.body())
         except ProblemError as problem:
             logger.info("contraforce sandbox answered %d %s", problem.status, problem.code)
-            return problem_response(request, problem, self._now)
+            response = problem_response(request, problem, self._now)
+        if fault is not None and fault.kind is FaultKind.APPLIED_THEN_RESET:
+            return fault_response(fault, self._render_fault(request))  # the answer is lost
+        return response
 
     def _handle_unlink(self, request: Request, raw: bytes) -> Response:
         principal = _authenticate(self.state, request.headers.get("authorization"))

@@ -243,15 +243,18 @@ class D3Simulator(Simulator[D3State]):
         if not self._is_command_path(request.path_params["path"]):
             return error_response(404, "The requested resource was not found.")
         fault = self._gate.admit()
-        if fault is not None:
-            if fault.kind is not FaultKind.SLOW:
-                return fault_response(fault, _render_fault)
+        if fault is not None and fault.kind not in {FaultKind.SLOW, FaultKind.APPLIED_THEN_RESET}:
+            return fault_response(fault, _render_fault)
+        if fault is not None and fault.kind is FaultKind.SLOW:
             await self._sleep(fault.delay)
         try:
-            return self._remove_linked(request.headers, await request.body())
+            response = self._remove_linked(request.headers, await request.body())
         except D3Error as exc:
             logger.info("d3 sandbox answered %d", exc.status)
-            return error_response(exc.status, exc.message)
+            response = error_response(exc.status, exc.message)
+        if fault is not None and fault.kind is FaultKind.APPLIED_THEN_RESET:
+            return fault_response(fault, _render_fault)  # the answer is lost
+        return response
 
     def _remove_linked(self, headers: Headers, raw: bytes) -> Response:
         claims = authenticate(self.auth, headers)

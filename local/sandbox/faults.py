@@ -37,6 +37,7 @@ class FaultKind(StrEnum):
     BAD_GATEWAY_HTML = "bad_gateway_html"  # 502 text/html, like a proxy's error page
     SLOW = "slow"  # answered normally after a delay
     RESET = "reset"  # connection dropped before a complete response
+    APPLIED_THEN_RESET = "applied_then_reset"  # the request takes effect, then the answer is lost
 
 
 STATUS_BY_KIND: Mapping[FaultKind, int] = {
@@ -68,7 +69,7 @@ class Fault:
 
     @property
     def status(self) -> int | None:
-        """The HTTP status answered, or None for `slow` and `reset`."""
+        """The HTTP status answered, or None for `slow` and the resets."""
         return STATUS_BY_KIND.get(self.kind)
 
     def to_json(self) -> dict[str, Any]:
@@ -279,7 +280,7 @@ ErrorRenderer = Callable[[int, Fault], Response]
 
 def fault_response(fault: Fault, render_error: ErrorRenderer) -> Response:
     """The answer to a fault other than `slow`; `render_error(status, fault)` gives the body."""
-    if fault.kind is FaultKind.RESET:
+    if fault.kind in {FaultKind.RESET, FaultKind.APPLIED_THEN_RESET}:
         return ResetResponse()
     if fault.kind is FaultKind.SLOW:
         raise ValueError("a 'slow' fault delays the normal answer; it has no response of its own")

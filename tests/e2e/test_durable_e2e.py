@@ -33,7 +33,7 @@ def test_respond_async_is_worked_by_the_hosts_queue_trigger(sandbox: Stack) -> N
         headers={**HEADERS, "Prefer": "respond-async"},
     )
     assert reply.status_code == 202
-    location = reply.headers["location"]
+    location = str(httpx.URL(sandbox.base_url).join(reply.headers["location"]))
     eventually(
         lambda: httpx.get(location, headers=HEADERS).status_code == 200,
         seconds=20,

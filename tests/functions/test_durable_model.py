@@ -1,0 +1,522 @@
+"""A model-based test of the durable core (hypothesis `RuleBasedStateMachine`), against Azurite
+and the fault-injecting ContraForce simulator over loopback.
+
+The world's moves are rules: new keyed requests (sync, async, webhook), repeats, races of the
+same request, a crash armed at any step of the next run (leased, sent, answered, stored,
+recorded), queue deliveries, lease expiry (the clock jumps), upstream faults (429, 503, reset
+before the effect, effect then reset), a store that fails to write, replays of a signed
+delivery under a new event id, and an oversized bulk. After every step the invariants hold:
+
+(a) no re-send without cause: upstream requests ≤ operations + faults met + lost answers;
+(b) an operation says `succeeded` only if the upstream confirmed (the ticket is gone) or an
+    ambiguous earlier send preceded a "nothing to do";
+(c) at the end, once leases expire, the queue drains and callers repeat, every accepted
+    operation is final (no 202 forever);
+(d) no answer says "not accepted" (503 STORE_UNAVAILABLE) once an upstream request went out;
+(e) a replayed signed delivery maps to the first delivery's operation and never acts twice.
+
+The model is tiny: which requests exist, which operations they map to, which were ambiguous.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import pytest
+import stamina
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from local.azurite import Azurite
+from local.queues import queue_client
+from local.sandbox.contraforce_state import DEMO_WORKSPACE_ID
+from local.sandbox.faults import Fault, FaultKind, FaultPlan
+from local.sandbox.settings import FAST_RETRIES
+from shared import durable, service, storage, webhooks
+from shared.clients import registry
+from shared.config import Settings, get_settings, reset_settings
+from shared.errors import PayloadTooLarge, StoreUnavailable
+from shared.models.commands import RemoveLinkedIncidents, UnlinkTicket
+from shared.models.contraforce import IncidentReference
+from shared.models.outcome import OutcomeStatus
+from shared.records import RecordStore
+from tests.conftest import Sandboxes
+
+T = TypeVar("T")
+WS = DEMO_WORKSPACE_ID
+SECRET = "model-webhook-secret"
+TICKETED = ("6d1f0c2a-4e4b-4b8f-9d55-0a3c1b2e7f10", "da7e3b91-21c4-4f0e-8a3b-5e6f7a8b9c02")
+NO_TICKET = "splunk-notable-7731"
+INCIDENTS = (*TICKETED, NO_TICKET)
+STEPS = ("leased", "sent", "answered", "stored", "recorded")
+FAULTS = (
+    Fault(FaultKind.RATE_LIMITED, retry_after=0),
+    Fault(FaultKind.UNAVAILABLE),
+    Fault(FaultKind.RESET),
+    Fault(FaultKind.APPLIED_THEN_RESET),
+)
+MAY_ACT_UNSEEN = {FaultKind.RESET.value, FaultKind.APPLIED_THEN_RESET.value}
+EXAMPLES = int(os.environ.get("DURABLE_MODEL_EXAMPLES", "30"))
+
+
+class Crash(Exception):
+    """The process dies here: nothing after this point of the run happens."""
+
+
+@dataclass
+class Request:
+    mode: str  # "sync", "async" or "webhook"
+    incident: str
+    key: str
+    body: bytes = b""
+    stamp: str = ""
+    operation_id: str | None = None
+    ambiguous: bool = False  # a send of it may have acted without our seeing the answer
+
+
+@dataclass
+class World:
+    """What the machine is given: the simulators, Azurite and the app's settings."""
+
+    sandboxes: Sandboxes
+    azurite: Azurite
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+WORLD: list[World] = []
+
+
+class DurableCore(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.world = WORLD[0]
+        self.loop = asyncio.new_event_loop()
+        self.offset = timedelta(0)
+        self.requests: list[Request] = []
+        self.armed: str | None = None
+        self.store_failures = 0  # writes of a command row still to fail
+        self.allowance = 0  # upstream requests with a cause beyond one per operation
+        self.sim = self.world.sandboxes.contraforce
+        self.sim.reset()
+        self.settings: Settings = get_settings()
+        self.work = queue_client(self.world.azurite.connection_string, storage.QUEUE_NAME)
+        self.run(durable.store_for(self.settings))  # creates the queues and the table
+        self.run(self.work.clear_messages())
+
+    # -- plumbing --
+
+    def run(self, awaitable: Awaitable[T]) -> T:
+        return self.loop.run_until_complete(awaitable)
+
+    def clock(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    async def steps(self, step: str) -> None:
+        if self.armed == step:
+            self.armed = None
+            if step == "answered":
+                self.allowance += 1  # the request went out; its answer dies with us
+            raise Crash(step)
+
+    def teardown(self) -> None:
+        try:
+            self.drain()
+            for request in self.requests:
+                operation = self.operation(request)
+                assert operation is not None, f"{request.mode} request was never recorded"
+                assert operation.final, (
+                    f"(c) {request.mode} operation {operation.operation_id} still "
+                    f"{operation.header.state.value}: {operation.header.reason}"
+                )
+        finally:
+            self.run(self.work.close())
+            self.run(registry.aclose())
+            self.run(storage.aclose())
+            self.loop.close()
+
+    def operation(self, request: Request) -> durable.Operation | None:
+        if request.operation_id is None:
+            return None
+
+        async def read() -> durable.Operation | None:
+            _, store = await durable.store_for(self.settings)
+            return await durable.read(store, request.operation_id or "")
+
+        return self.run(read())
+
+    def consumed(self, act: Callable[[], T]) -> tuple[T | BaseException, list[str]]:
+        """Run `act`; return its result (or the exception) and the faults it met."""
+        before = [entry["kind"] for entry in self.sim.faults.to_json()["script"]]
+        requests = self.sim.gate.counters.action_requests
+        try:
+            result: T | BaseException = act()
+        except (Crash, StoreUnavailable) as exc:
+            result = exc
+        met = before[: len(before) - len(self.sim.faults.to_json()["script"])]
+        self.allowance += len(met)
+        if isinstance(result, StoreUnavailable):
+            assert self.sim.gate.counters.action_requests == requests, (
+                "(d) a request went upstream and the answer said 'not accepted'"
+            )
+        return result, met
+
+    def note(self, request: Request, met: list[str]) -> None:
+        if MAY_ACT_UNSEEN & set(met):
+            request.ambiguous = True
+
+    # -- acting as callers --
+
+    def perform(self, request: Request) -> None:
+        command = UnlinkTicket(
+            workspace_id=WS,
+            incident=IncidentReference.model_validate(
+                {"id": request.incident, "workspaceId": str(WS)}
+            ),
+        )
+        action = service.ActionRequest(
+            operation_id=str(uuid.uuid4()),
+            route="canonical",
+            commands=[command],
+            idempotency_key=request.key,
+            respond_async=request.mode == "async",
+        )
+        result, met = self.consumed(
+            lambda: self.run(
+                service.perform(action, self.settings, clock=self.clock, steps=self.steps)
+            )
+        )
+        self.note(request, met)
+        self.remember(request, result)
+        if isinstance(result, Crash) and result.args[0] in {"sent", "answered"}:
+            request.ambiguous = True
+
+    def deliver(self, request: Request, event_id: str) -> None:
+        headers = {
+            "X-CF-Event-Id": event_id,
+            "X-CF-Timestamp": request.stamp,
+            "X-CF-Signature": webhooks.sign(
+                request.body, secret=SECRET.encode(), timestamp=request.stamp
+            ),
+        }
+        delivery = webhooks.verify(
+            headers, request.body, secrets=(SECRET.encode(),), now=datetime.now(UTC)
+        )
+        result, _ = self.consumed(
+            lambda: self.run(
+                service.receive_delivery(
+                    delivery, self.settings, operation_id=str(uuid.uuid4()), clock=self.clock
+                )
+            )
+        )
+        self.remember(request, result)
+
+    def remember(self, request: Request, result: object) -> None:
+        operation_id = None
+        if isinstance(result, service.Finished):
+            operation_id = result.outcome.operation_id
+        elif isinstance(result, service.Pending):
+            operation_id = result.operation.operation_id
+        if operation_id is None:
+            return
+        assert request.operation_id in {None, operation_id}, (
+            "(e) a repeat mapped to another operation"
+        )
+        request.operation_id = operation_id
+
+    def process_one(self) -> bool:
+        messages = self.run(self._receive())
+        if not messages:
+            return False
+        message = messages[0]
+        result, met = self.consumed(
+            lambda: self.run(
+                service.process_message(
+                    self.settings,
+                    message.content,
+                    dequeue_count=1,
+                    clock=self.clock,
+                    steps=self.steps,
+                )
+            )
+        )
+        operation_id = durable.QueuedWork.operation_of(message.content)
+        for request in self.requests:
+            if request.operation_id == operation_id:
+                self.note(request, met)
+                if isinstance(result, Crash) and result.args[0] in {"sent", "answered"}:
+                    request.ambiguous = True
+        if isinstance(result, BaseException):  # died: the host redelivers the message later
+            self.run(self.work.update_message(message, visibility_timeout=0))
+        else:
+            self.run(self.work.delete_message(message))
+        return True
+
+    async def _receive(self) -> list[Any]:
+        return [m async for m in self.work.receive_messages(max_messages=1, visibility_timeout=60)]
+
+    def drain(self) -> None:
+        """Time passes: leases expire, the host redelivers, callers repeat what failed."""
+        self.armed, self.store_failures = None, 0
+        self.sim.faults = FaultPlan()
+        for _ in range(12):
+            self.offset += durable.lease_hold(self.settings) + timedelta(seconds=1)
+            while self.process_one():
+                pass
+            unfinished = [r for r in self.requests if not self.final(r)]
+            if not unfinished:
+                return
+            for request in unfinished:
+                if request.mode == "sync":
+                    self.perform(request)  # the caller got no answer and repeats
+                else:
+                    self.run(
+                        durable.send_work(
+                            self.run(durable.store_for(self.settings))[0],
+                            request.operation_id or "",
+                            delay=0,
+                        )
+                    )  # the delayed "look again" message becomes visible
+
+    def final(self, request: Request) -> bool:
+        operation = self.operation(request)
+        return operation is not None and operation.final
+
+    # -- rules --
+
+    @initialize(incident=st.sampled_from(INCIDENTS), mode=st.sampled_from(["sync", "async"]))
+    def first_request(self, incident: str, mode: str) -> None:
+        assert self.sim.gate.counters.action_requests == 0
+        self.new_request(incident, mode)
+
+    @initialize(incident=st.sampled_from(INCIDENTS))
+    def first_webhook(self, incident: str) -> None:
+        self.new_webhook(incident)
+
+    @rule(incident=st.sampled_from(INCIDENTS), mode=st.sampled_from(["sync", "async"]))
+    def new_request(self, incident: str, mode: str) -> None:
+        request = Request(mode, incident, key=f"model-{uuid.uuid4()}")
+        self.requests.append(request)
+        self.perform(request)
+
+    @rule(incident=st.sampled_from(INCIDENTS))
+    def new_webhook(self, incident: str) -> None:
+        event = {
+            "type": webhooks.UNLINKING_EVENT,
+            "data": {
+                "accountId": str(WS),
+                "incidentId": incident,
+                "classification": "FalsePositive",
+            },
+        }
+        request = Request(
+            "webhook",
+            incident,
+            key=str(uuid.uuid4()),
+            body=json.dumps(event).encode(),
+            stamp=datetime.now(UTC).isoformat(),
+        )
+        self.requests.append(request)
+        self.deliver(request, request.key)
+
+    @precondition(lambda self: bool(self.requests))
+    @rule(data=st.data())
+    def repeat(self, data: st.DataObject) -> None:
+        request = data.draw(st.sampled_from(self.requests))
+        if request.mode == "webhook":
+            self.deliver(request, request.key)
+        else:
+            self.perform(request)
+
+    @precondition(lambda self: any(r.mode == "webhook" for r in self.requests))
+    @rule(data=st.data())
+    def replay_under_a_new_event_id(self, data: st.DataObject) -> None:
+        request = data.draw(st.sampled_from([r for r in self.requests if r.mode == "webhook"]))
+        self.deliver(request, str(uuid.uuid4()))
+
+    @precondition(lambda self: any(r.mode != "webhook" for r in self.requests))
+    @rule(data=st.data())
+    def race(self, data: st.DataObject) -> None:
+        request = data.draw(st.sampled_from([r for r in self.requests if r.mode != "webhook"]))
+        command = UnlinkTicket(
+            workspace_id=WS,
+            incident=IncidentReference.model_validate(
+                {"id": request.incident, "workspaceId": str(WS)}
+            ),
+        )
+
+        async def both() -> list[Any]:
+            return await asyncio.gather(
+                *(
+                    service.perform(
+                        service.ActionRequest(
+                            operation_id=str(uuid.uuid4()),
+                            route="canonical",
+                            commands=[command],
+                            idempotency_key=request.key,
+                            respond_async=request.mode == "async",
+                        ),
+                        self.settings,
+                        clock=self.clock,
+                    )
+                    for _ in range(2)
+                ),
+                return_exceptions=True,
+            )
+
+        results, met = self.consumed(lambda: self.run(both()))
+        self.note(request, met)
+        for result in results if isinstance(results, list) else []:
+            assert not isinstance(result, Exception) or isinstance(result, StoreUnavailable), (
+                f"a race ended in {result!r}"
+            )
+            self.remember(request, result)
+
+    @rule(step=st.sampled_from(STEPS))
+    def crash_at(self, step: str) -> None:
+        self.armed = step
+
+    @rule(faults=st.lists(st.sampled_from(FAULTS), min_size=1, max_size=3))
+    def upstream_faults(self, faults: list[Fault]) -> None:
+        self.sim.faults = FaultPlan(script=faults)
+
+    @rule(count=st.integers(min_value=1, max_value=3))
+    def store_fails(self, count: int) -> None:
+        self.store_failures = count
+
+    @rule()
+    def queue_delivers(self) -> None:
+        self.process_one()
+
+    @rule()
+    def leases_expire(self) -> None:
+        self.offset += durable.lease_hold(self.settings) + timedelta(seconds=1)
+
+    @rule()
+    def oversized_bulk_is_refused_before_it_acts(self) -> None:
+        d3_requests = self.world.sandboxes.d3.gate.counters.action_requests
+        command = RemoveLinkedIncidents(
+            site="Security Operations",
+            username="Admin",
+            source_incident="20231025-130",
+            linked_incidents=tuple(f"20240101-{n}" for n in range(400)),
+        )
+        action = service.ActionRequest(
+            operation_id=str(uuid.uuid4()),
+            route="canonical",
+            commands=[command],
+            idempotency_key=f"big-{uuid.uuid4()}",
+        )
+        with pytest.raises(PayloadTooLarge, match="1048576 bytes an entity"):
+            self.run(service.perform(action, self.settings, clock=self.clock))
+        assert self.world.sandboxes.d3.gate.counters.action_requests == d3_requests
+
+    # -- invariants --
+
+    @invariant()
+    def no_resend_without_cause(self) -> None:
+        operations = len({r.operation_id for r in self.requests if r.operation_id})
+        sent = self.sim.gate.counters.action_requests
+        assert sent <= operations + self.allowance, (
+            f"(a) {sent} upstream requests for {operations} operations "
+            f"with {self.allowance} faults or lost answers"
+        )
+
+    @invariant()
+    def success_is_never_claimed_without_cause(self) -> None:
+        unlinked = {effect.incident_id for effect in self.sim.state.effects}
+        for request in self.requests:
+            operation = self.operation(request)
+            if operation is None or operation.header.status is not OutcomeStatus.SUCCEEDED:
+                continue
+            assert request.incident in unlinked or request.ambiguous, (
+                f"(b) {request.incident} reported unlinked, but the upstream never confirmed "
+                "and no send was ambiguous"
+            )
+
+
+@contextlib.contextmanager
+def failing_row_writes(machine_of: Callable[[], DurableCore | None]) -> Iterator[None]:
+    """Row writes fail while the current machine asks for it (the store is down)."""
+    original = RecordStore.save_row
+
+    async def save_row(store: RecordStore, row: Any) -> Any:
+        machine = machine_of()
+        if machine is not None and machine.store_failures > 0:
+            machine.store_failures -= 1
+            if row.mark.value == "answered":
+                machine.allowance += 1  # this answer may never be stored: a resend may follow
+            raise StoreUnavailable("the operations table failed (injected)")
+        return await original(store, row)
+
+    RecordStore.save_row = save_row  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        RecordStore.save_row = original  # type: ignore[method-assign]
+
+
+@pytest.mark.slow
+def test_durable_core_holds_its_invariants_under_crashes_repeats_races_and_faults(
+    sandboxes: Sandboxes, azurite: Azurite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    environment = {
+        **sandboxes.settings,
+        **FAST_RETRIES,
+        "RETRY_ATTEMPTS": "2",
+        "RETRY_BUDGET_SECONDS": "5",
+        "HTTP_TIMEOUT_SECONDS": "2",
+        "AzureWebJobsStorage": azurite.connection_string,
+        "QUEUE_MAX_ATTEMPTS": "3",
+        "QUEUE_RETRY_MAX_DELAY_SECONDS": "0",
+        "MAX_BULK_ITEMS": "1000",
+        "CONTRAFORCE_WEBHOOK_SECRETS": SECRET,
+    }
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    reset_settings()
+    WORLD[:] = [World(sandboxes, azurite, environment)]
+    current: list[DurableCore] = []
+
+    class Machine(DurableCore):
+        def __init__(self) -> None:
+            super().__init__()
+            current[:] = [self]
+
+    randomize = os.environ.get("DURABLE_MODEL_RANDOM") == "1"
+    print(  # noqa: T201 - the run count and seed are part of the result
+        f"durable model: {EXAMPLES} runs of up to 12 steps, "
+        f"{'random seed' if randomize else 'derandomized (fixed seed from the test name)'}"
+    )
+    with (
+        stamina.set_testing(True, attempts=2),
+        failing_row_writes(lambda: current[0] if current else None),
+    ):
+        run_state_machine_as_test(
+            Machine,
+            settings=settings(
+                max_examples=EXAMPLES,
+                stateful_step_count=12,
+                deadline=None,
+                derandomize=not randomize,
+                database=None,
+                suppress_health_check=[HealthCheck.too_slow],
+                # No shrinking: a failing run is printed as found, and CI stays bounded.
+                phases=[Phase.explicit, Phase.reuse, Phase.generate],
+            ),
+        )
