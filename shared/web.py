@@ -19,7 +19,7 @@ from urllib.parse import urljoin, urlsplit
 
 import azure.functions as func
 
-from shared import actions, answers, durable, webhooks
+from shared import actions, answers, durable, principals, webhooks
 from shared.answers import Answer, ProblemStyle, problem_answer
 from shared.config import Settings, get_settings
 from shared.context import Invocation, set_invocation
@@ -97,12 +97,18 @@ Work = Callable[[Invocation], Awaitable[Answer]]
 
 
 async def answer(
-    req: func.HttpRequest, work: Work, *, problem_style: ProblemStyle = "problem"
+    req: func.HttpRequest,
+    work: Work,
+    *,
+    problem_style: ProblemStyle = "problem",
+    public: bool = False,
 ) -> func.HttpResponse:
     """The edge itself: set the invocation context, do the work, map any error to a problem."""
     invocation = invocation_for(req)
     set_invocation(invocation)
     try:
+        if not public:  # Entra callers (Easy Auth): 403 unless in ALLOWED_PRINCIPALS
+            principals.authorize(req.headers)
         result = await work(invocation)
     except Exception as exc:  # noqa: BLE001 - the edge: every error becomes a problem answer
         result = error_answer(exc, problem_style)
@@ -112,13 +118,13 @@ async def answer(
 async def answer_with(
     req: func.HttpRequest, build: Callable[[], Answer | dict[str, Any]]
 ) -> func.HttpResponse:
-    """Answer a read-only route from a function of no arguments (a JSON document or an Answer)."""
+    """Answer a public (anonymous) read-only route from a function of no arguments."""
 
     async def work(_: Invocation) -> Answer:
         result = build()
         return result if isinstance(result, Answer) else Answer(200, result)
 
-    return await answer(req, work)
+    return await answer(req, work, public=True)
 
 
 async def respond(
