@@ -3,7 +3,7 @@
 // table, Key Vault references, Application Insights). No shared keys, no secrets in app settings.
 //
 // Deploy with `azd up`, or `az deployment group create -g <rg> -f infra/main.bicep
-// -p infra/main.parameters.json` (see docs/deploy.md).
+// -p infra/main.parameters.json` (README.md, "Deploy").
 
 targetScope = 'resourceGroup'
 
@@ -22,24 +22,57 @@ param location string = resourceGroup().location
 @description('Tags for every resource.')
 param tags object = {}
 
-@description('Most instances the app scales out to. Each instance runs its own rate limiter, so the upstream rate can reach maximumInstanceCount x *_RATE_LIMIT_PER_SECOND: keep the product under ContraForce\'s and D3\'s limits.')
-@minValue(1)
+@description('Most on-demand instances each function group scales out to. Flex Consumption scales per function group: the HTTP functions are one group and the queue trigger another, so each can reach this count and the upstream rate can reach 2 x maximumInstanceCount x *_RATE_LIMIT_PER_SECOND. 40 is the lowest value Flex Consumption accepts outside a few regions.')
+@minValue(40)
 @maxValue(1000)
-param maximumInstanceCount int = 10
+param maximumInstanceCount int = 40
 
-@description('Memory of each instance, in MB.')
+@description('Memory of each instance, in MB. (512 is documented, but was refused by the API in some regions: azure-rest-api-specs#40898.)')
 @allowed([
-  512
   2048
   4096
 ])
 param instanceMemoryMB int = 2048
 
 // ---------------------------------------------------------------------------------------------
+// Entra callers (App Service Authentication, "Easy Auth"). The Functions host still asks for a
+// function key on every function-level route behind it (azure-functions-host#11394), so:
+//   off      function keys only;
+//   optional a request with an Entra token must carry a valid one, from an allowed client
+//            application, and its principal must be in ALLOWED_PRINCIPALS; without a token the
+//            function key alone decides;
+//   required every request needs a valid Entra token (and the function key), except the
+//            anonymous routes and the ContraForce webhook, which Easy Auth lets through.
+// ---------------------------------------------------------------------------------------------
+
+@description('App Service Authentication for Entra callers: off, optional or required.')
+@allowed([
+  'off'
+  'optional'
+  'required'
+])
+param entraAuth string = 'off'
+
+@description('Client (application) id of the app registration that represents this API: the audience callers request tokens for.')
+param entraApiClientId string = ''
+
+@description('Token audiences Easy Auth accepts, e.g. api://<entraApiClientId>. Empty: the app registration\'s client id.')
+param entraAllowedAudiences array = []
+
+@description('Client application ids (a Logic App\'s managed identity: its application id) Easy Auth lets call. Empty: any application of the tenant.')
+param entraAllowedClientApplications array = []
+
+@description('Tenant that issues the tokens.')
+param entraTenantId string = tenant().tenantId
+
+@description('ALLOWED_PRINCIPALS: client or object ids the app lets act (comma-separated).')
+param allowedPrincipals string = ''
+
+// ---------------------------------------------------------------------------------------------
 // Which credentials the app uses. Each choice decides which Key Vault references are set: a
 // reference to a secret that does not exist would reach the app unresolved and be rejected, so
 // only the secrets of the chosen credentials are referenced. The template creates no secret:
-// write them with `az keyvault secret set` (docs/deploy.md).
+// write them with `az keyvault secret set` (README.md, "Deploy").
 // ---------------------------------------------------------------------------------------------
 
 @description('ContraForce credential: basic (CONTRAFORCE_CLIENT_ID + secret contraforce-client-secret), apiKey (secret contraforce-api-key), entra (CONTRAFORCE_TOKEN_SCOPE, the app\'s identity) or none.')
@@ -154,6 +187,15 @@ var operationsTableName = 'operations'
 // '<vault uri>secrets/' (the vault URI ends with '/'); a reference names a secret, no version, so
 // the app picks up a new value when the secret is updated.
 var secretUriPrefix = '${keyVault.outputs.keyVaultUri}secrets/'
+// Routes Easy Auth lets through without a token when entraAuth is required: the anonymous
+// routes (health, the API documents for designers) and the ContraForce webhook, which proves
+// itself with its signature. tests/infra checks this list against the registered routes.
+var unauthenticatedPaths = [
+  '/api/health'
+  '/api/openapi.json'
+  '/api/swagger.json'
+  '/api/webhooks/contraforce'
+]
 
 // ---------------------------------------------------------------------------------------------
 // Resources
@@ -238,6 +280,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     // checkov:skip=CKV_AZURE_17:ContraForce webhooks and SOAR callers do not present client certificates.
     // checkov:skip=CKV_AZURE_222:ContraForce and D3 call in over the internet; there is no virtual network or private endpoint to put the app behind.
     // checkov:skip=CKV_AZURE_212:Flex Consumption adds instances on demand; a fixed minimum worker count (numberOfWorkers) does not apply to it.
+    // checkov:skip=CKV_AZURE_78:Flex Consumption refuses siteConfig.ftpsState (ARM error 51021); FTP is off through basicPublishingCredentialsPolicies/ftp below.
     // checkov:skip=CKV_AZURE_213:App Service health check evicts instances of dedicated plans; Flex Consumption manages its instances itself. /api/health (anonymous) serves external probes.
     serverFarmId: plan.id
     httpsOnly: true
@@ -246,7 +289,8 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     siteConfig: {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
-      ftpsState: 'Disabled'
+      // No ftpsState (Flex Consumption refuses it) and no cors: the app sends
+      // Access-Control-Allow-Origin on its two API documents, and platform CORS would replace it.
       remoteDebuggingEnabled: false
       http20Enabled: true
       // Every app setting, in one place: tests/infra/test_bicep.py checks they are exactly the
@@ -411,6 +455,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           name: 'WEBHOOK_UNLINK_CLASSIFICATIONS'
           value: webhookUnlinkClassifications
         }
+        {
+          name: 'ALLOWED_PRINCIPALS'
+          value: allowedPrincipals
+        }
       ]
     }
     functionAppConfig: {
@@ -455,6 +503,55 @@ resource scmPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2
   name: 'scm'
   properties: {
     allow: false
+  }
+}
+
+// App Service Authentication (Easy Auth) for Entra callers; the platform then sets
+// WEBSITE_AUTH_ENABLED, and only then does the app trust X-MS-CLIENT-PRINCIPAL.
+resource authSettings 'Microsoft.Web/sites/config@2024-04-01' = if (entraAuth != 'off') {
+  parent: functionApp
+  name: 'authsettingsV2'
+  properties: {
+    // checkov runs its site-configuration (config/web) checks on every Microsoft.Web/sites/config;
+    // this one is authsettingsV2, which has none of those properties:
+    // checkov:skip=CKV_AZURE_13:This resource is the App Service Authentication setting itself (authsettingsV2, platform.enabled: true); checkov looks for the classic siteAuthSettings shape.
+    // checkov:skip=CKV_AZURE_63:authsettingsV2 has no HTTP logging setting (a config/web property); logs go to Application Insights.
+    // checkov:skip=CKV_AZURE_65:authsettingsV2 has no detailed-errors setting (a config/web property).
+    // checkov:skip=CKV_AZURE_66:authsettingsV2 has no failed-request-tracing setting (a config/web property).
+    // checkov:skip=CKV_AZURE_80:authsettingsV2 has no .NET version; the app is Python on Flex Consumption.
+    // checkov:skip=CKV_AZURE_88:authsettingsV2 has no storage mounts; Flex Consumption deploys from blob storage.
+    // checkov:skip=CKV_AZURE_222:authsettingsV2 has no network access setting; the site's reason (callers over the internet) applies.
+    platform: {
+      enabled: true
+    }
+    globalValidation: {
+      requireAuthentication: entraAuth == 'required'
+      unauthenticatedClientAction: entraAuth == 'required' ? 'Return401' : 'AllowAnonymous'
+      excludedPaths: unauthenticatedPaths
+    }
+    httpSettings: {
+      requireHttps: true
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: entraApiClientId
+          openIdIssuer: '${environment().authentication.loginEndpoint}${entraTenantId}/v2.0'
+        }
+        validation: {
+          allowedAudiences: entraAllowedAudiences
+          defaultAuthorizationPolicy: {
+            allowedApplications: entraAllowedClientApplications
+          }
+        }
+      }
+    }
+    login: {
+      tokenStore: {
+        enabled: false
+      }
+    }
   }
 }
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import uvicorn
 
 from function_app import app
+from local import easy_auth
 from local.azurite import start_azurite
 from local.host import LocalHost, load_host_json
 from local.queues import QueueOptions, QueueRunner
@@ -141,6 +142,8 @@ def main() -> int:
             on_startup=[lambda: queues.start(local_host.queue_functions)],
             on_shutdown=[queues.stop, registry.aclose, storage.aclose],
         )
+        served, stand_in = easy_auth.wrap(local_host.asgi, os.environ)
+        summaries += [stand_in] if stand_in else []
         base = f"http://localhost:{port}/{local_host.route_prefix}".rstrip("/")
         out = [
             "",
@@ -167,7 +170,7 @@ def main() -> int:
         sys.stdout.write("\n".join(out) + "\n")
         sys.stdout.flush()
         uvicorn.run(
-            local_host.asgi,
+            served,
             host=host,
             port=port,
             log_level="warning",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from uuid import UUID
 
 from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -116,10 +117,14 @@ class Settings(BaseSettings):
     contraforce_webhook_authorization: SecretStr | None = None
     webhook_unlink_classifications: str = "FalsePositive,BenignPositive"
 
+    # Entra callers (App Service Authentication): client (app) ids and object ids that may
+    # call, comma-separated. Empty: no Entra caller is allowed (shared/principals.py).
+    allowed_principals: str = ""
     # The app's public URL (e.g. https://ila.example.net), for the `Location` of a 202. Unset,
     # `https://{WEBSITE_HOSTNAME}` in Azure, else a path: a request's Host never goes into it.
     public_base_url: HttpUrl | None = None
-    # Set by the platform in Azure (the app's default host name), never by a request.
+    # Set by App Service on every app (its default host name), never by a request: the
+    # Swagger document's `host` and the `Location` of a 202.
     website_hostname: str | None = Field(
         default=None, alias="WEBSITE_HOSTNAME", pattern=r"^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$"
     )
@@ -130,6 +135,20 @@ class Settings(BaseSettings):
         if isinstance(value, str) and value.strip().startswith(KEY_VAULT_REFERENCE):
             raise ValueError("is an unresolved Key Vault reference")
         return value
+
+    @field_validator("allowed_principals")
+    @classmethod
+    def _principal_ids(cls, value: str) -> str:
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            try:
+                UUID(part)
+            except ValueError:
+                raise ValueError("must list Entra client or object ids (GUIDs)") from None
+        return value
+
+    def allowed_principal_ids(self) -> frozenset[str]:
+        """ALLOWED_PRINCIPALS as lower-case ids."""
+        return frozenset(p.strip().lower() for p in self.allowed_principals.split(",") if p.strip())
 
     def contraforce_credential(self) -> ContraForceCredentialSettings:
         """The one ContraForce credential configured, or `NotConfigured` naming the settings."""

@@ -2,9 +2,19 @@
 
 `openapi()` is OpenAPI 3.1 (JSON Schema 2020-12, as pydantic emits it). `swagger()` is
 Swagger 2.0 for the Logic Apps *HTTP + Swagger* action and Power Platform custom connectors,
-which take 2.0 only: every operation has an `operationId` and `x-ms-summary`, nullable unions
-become `x-nullable`, and the async 202 + `Location` pattern is declared where it applies.
-Both are built once per process, on first request.
+which take 2.0 only: every operation has an `operationId` and a `summary`, parameters an
+`x-ms-summary`, the optional headers and flags `x-ms-visibility: advanced`, nullable unions
+become `x-nullable`, `host` is the app's public host name, and the async 202 + `Location`
+pattern is declared where it applies. Both are built once per process, on first request.
+
+The request schemas describe what the app accepts, not only what the models type: an incident
+needs an `id` or a `number`, identifiers are not blank (the models strip whitespace), and the
+ContraForce drop-in route needs an `incident` (schemathesis's positive-data check holds the
+documents to that: tests/fuzz/test_positive_data.py).
+
+Both documents are public and fetched by designers running in a browser (Logic Apps: "HTTP +
+Swagger" needs CORS on the Swagger file), so their answers carry `Access-Control-Allow-Origin:
+*`; the template leaves the platform's CORS off, which would otherwise replace that header.
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from shared.config import get_settings
 from shared.models.commands import (
     RemoveLinkedIncidentsBulkInput,
     RemoveLinkedIncidentsInput,
@@ -27,6 +38,7 @@ from shared.models.contraforce import ApiResponseOfboolean, UnlinkServiceTicketR
 from shared.models.d3 import D3CommandResponse, RemoveLinkedIncidentsEnvelope
 from shared.models.outcome import Outcome
 from shared.problems import Problem
+from shared.rendering import Rendered
 
 TITLE = "Incident Link Actions"
 VERSION = "1.0.0"
@@ -69,6 +81,21 @@ class Route:
 
 # Ours, plus the upstream 4xx passed through (400, 403, 404, 409, 422).
 _ACTION_ERRORS = (400, 401, 403, 404, 409, 413, 415, 422, 500, 502, 503)
+_ERROR_DESCRIPTIONS = {
+    400: "The request is invalid: `errors` names each field",
+    401: "No valid function key, or (webhook) the signature did not verify",
+    403: "The Entra caller is not in ALLOWED_PRINCIPALS, or the upstream refused the action",
+    404: "Not found (here, or upstream)",
+    409: "Nothing to do upstream (NOT_APPLIED), or a conflict upstream",
+    413: "The body or its number of items is over the limit",
+    415: "The body is not JSON",
+    422: "Idempotency-Key reused with a different request (IDEMPOTENCY_KEY_REUSED), or the "
+    "upstream refused the request as unprocessable",
+    500: "A bug, or the upstream failed with 500",
+    502: "The upstream refused this app's credentials",
+    503: "The upstream or the app's storage is unavailable, or a setting is missing: retry "
+    "after Retry-After",
+}
 ROUTES: tuple[Route, ...] = (
     Route(
         "post",
@@ -126,7 +153,7 @@ ROUTES: tuple[Route, ...] = (
         "UnknownAction",
         "Unknown action",
         "Any other action name: always 404 problem+json listing the known actions.",
-        errors=(401, 404),
+        errors=(401, 403, 404),
     ),
     Route(
         "post",
@@ -134,10 +161,11 @@ ROUTES: tuple[Route, ...] = (
         "ContraForceWebhook",
         "ContraForce webhook receiver",
         "Signed ContraForce webhook deliveries (X-CF-Signature over the raw body). Verified, then "
-        "queued (202), skipped by policy (200) or acknowledged as a test (200).",
+        "queued (202 + Location of the operation), skipped by policy (200) or acknowledged as a "
+        "test (200). A repeated delivery answers as the first did.",
         body=("ContraForceEvent",),
-        ok={200: "WebhookAcknowledgement"},
-        errors=(400, 401, 413, 422, 503),
+        ok={200: "WebhookAcknowledgement", 202: "Outcome"},
+        errors=(400, 401, 403, 413, 415, 422, 503),
     ),
     Route(
         "get",
@@ -207,7 +235,50 @@ def _schemas() -> dict[str, Any]:
         ref_template=REF,
     )
     defs: dict[str, Any] = top.get("$defs", {})
-    return {**defs, **copy.deepcopy(_EXTRA_SCHEMAS)}
+    return _as_accepted({**defs, **copy.deepcopy(_EXTRA_SCHEMAS)})
+
+
+# The identifier types of shared/models/base.py: printable, stripped of surrounding whitespace,
+# then at least one character. After stripping, a blank value is empty and refused, so the
+# document asks for one character that is neither a control nor whitespace.
+_PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
+_NOT_BLANK = r"^[^\x00-\x1f\x7f]*[^\x00-\x1f\x7f\s][^\x00-\x1f\x7f]*$"
+_ONE_OF_ID_OR_NUMBER = "Give `id` or `number` (one of them is required; both are allowed)."
+
+
+def _not_blank(schema: Any) -> Any:
+    if isinstance(schema, list):
+        return [_not_blank(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    found = {key: _not_blank(value) for key, value in schema.items()}
+    if found.get("type") == "string" and found.get("pattern") == _PRINTABLE:
+        found["pattern"] = _NOT_BLANK
+    return found
+
+
+def _as_accepted(schemas: dict[str, Any]) -> dict[str, Any]:
+    """The request schemas narrowed to what the parsers in shared/intake.py accept."""
+    schemas = _not_blank(schemas)
+    for name in ("IncidentInput", "IncidentReference"):
+        incident = schemas[name]
+        incident["description"] = " ".join(
+            part for part in (incident.get("description", ""), _ONE_OF_ID_OR_NUMBER) if part
+        )
+        incident["anyOf"] = [
+            {"required": [key], "properties": {key: {"type": "string"}}} for key in ("id", "number")
+        ]
+    # The drop-in route takes the workspace from its path; an `incident.workspaceId` is accepted
+    # only when it repeats it, so the document leaves it out.
+    reference = schemas["IncidentReference"]
+    del reference["properties"]["workspaceId"]
+    reference["description"] += (
+        " `workspaceId` comes from the path (a body value must equal it; leave it out)."
+    )
+    request = schemas["UnlinkServiceTicketRequest"]
+    request["properties"]["incident"] = _ref("IncidentReference")
+    request["required"] = ["incident"]
+    return schemas
 
 
 def _ref(name: str) -> dict[str, Any]:
@@ -228,6 +299,8 @@ def _path_parameters(path: str) -> list[dict[str, Any]]:
     ]
 
 
+# Optional knobs a Logic Apps designer shows only under "advanced parameters".
+_ADVANCED = {"x-ms-visibility": "advanced"}
 _ACTION_PARAMETERS: list[dict[str, Any]] = [
     {
         "name": "dryRun",
@@ -235,6 +308,7 @@ _ACTION_PARAMETERS: list[dict[str, Any]] = [
         "required": False,
         "description": "Validate; return the exact upstream request, secrets masked; send nothing.",
         "schema": {"type": "boolean"},
+        **_ADVANCED,
     },
     {
         "name": "Prefer",
@@ -242,13 +316,16 @@ _ACTION_PARAMETERS: list[dict[str, Any]] = [
         "required": False,
         "description": "`respond-async`: queue the work and answer 202 + Location.",
         "schema": {"type": "string"},
+        **_ADVANCED,
     },
     {
         "name": "Idempotency-Key",
         "in": "header",
         "required": False,
-        "description": "A repeat with the same key returns the first answer without acting again.",
-        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+        "description": "A repeat with the same key returns the first answer without acting again; "
+        "the same key with a different request is refused with 422 (IDEMPOTENCY_KEY_REUSED).",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": r"^[!-~]+$"},
+        **_ADVANCED,
     },
 ]
 
@@ -283,7 +360,7 @@ def _operation(route: Route) -> dict[str, Any]:
         }
     for status in route.errors:
         responses[str(status)] = {
-            "description": "Problem details (RFC 9457)",
+            "description": f"{_ERROR_DESCRIPTIONS[status]} (problem details, RFC 9457)",
             "content": {PROBLEM: {"schema": _ref("Problem")}},
         }
     operation: dict[str, Any] = {
@@ -374,17 +451,23 @@ def _swagger_parameter(parameter: dict[str, Any]) -> dict[str, Any]:
     return converted
 
 
-def _swagger_body(route: Route) -> dict[str, Any]:
+def _swagger_body(route: Route, definitions: dict[str, Any]) -> dict[str, Any]:
     if len(route.body) == 1:
         schema: dict[str, Any] = {"$ref": f"#/definitions/{route.body[0]}"}
-    else:  # Swagger 2.0 has no oneOf: the single form's fields, or `items` of them
+    else:  # Swagger 2.0 has no oneOf: one object with the single form's fields and `items`
         single = route.body[0]
+        fields = definitions[single].get("properties", {})
         schema = {
             "type": "object",
-            "description": f"Either the fields of {single}, or `items`: a list of them.",
-            "allOf": [{"$ref": f"#/definitions/{single}"}],
+            "description": f"Either the fields of {single} (one action), or only `items`: a "
+            f"list of {single} (bulk).",
             "properties": {
-                "items": {"type": "array", "items": {"$ref": f"#/definitions/{single}"}}
+                **fields,
+                "items": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {"$ref": f"#/definitions/{single}"},
+                },
             },
         }
     return {
@@ -396,7 +479,9 @@ def _swagger_body(route: Route) -> dict[str, Any]:
     }
 
 
-def _swagger_operation(route: Route, operation: dict[str, Any]) -> dict[str, Any]:
+def _swagger_operation(
+    route: Route, operation: dict[str, Any], definitions: dict[str, Any]
+) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     for status, response in operation["responses"].items():
         content = next(iter(response.get("content", {}).values()), None)
@@ -411,12 +496,11 @@ def _swagger_operation(route: Route, operation: dict[str, Any]) -> dict[str, Any
         responses[status] = converted
     parameters = [_swagger_parameter(p) for p in operation["parameters"]]
     if route.body:
-        parameters.append(_swagger_body(route))
+        parameters.append(_swagger_body(route, definitions))
     result: dict[str, Any] = {
         "operationId": route.operation_id,
         "summary": route.summary,
         "description": route.description,
-        "x-ms-summary": route.summary,
         "consumes": [JSON] if route.body else [],
         "produces": [JSON, PROBLEM],
         "parameters": parameters,
@@ -428,27 +512,49 @@ def _swagger_operation(route: Route, operation: dict[str, Any]) -> dict[str, Any
     return result
 
 
-@cache
 def swagger() -> dict[str, Any]:
-    """Swagger 2.0 for every registered route."""
+    """Swagger 2.0 for every registered route, with `host` when the app knows its own."""
+    return swagger_for(get_settings().website_hostname)
+
+
+@cache
+def swagger_for(host: str | None) -> dict[str, Any]:
+    """Swagger 2.0 served from `host` (Azure sets WEBSITE_HOSTNAME; without it, no `host`, and
+    a reader takes the host the document came from, as Swagger 2.0 specifies)."""
     spec = openapi()
+    definitions = {
+        name: _swagger_schema(schema) for name, schema in spec["components"]["schemas"].items()
+    }
     paths: dict[str, Any] = {}
     for route in ROUTES:
         operation = spec["paths"][f"/{route.path}"][route.method]
-        paths.setdefault(f"/{route.path}", {})[route.method] = _swagger_operation(route, operation)
+        paths.setdefault(f"/{route.path}", {})[route.method] = _swagger_operation(
+            route, operation, definitions
+        )
     return {
         "swagger": "2.0",
         "info": {"title": TITLE, "version": VERSION},
+        **({"host": host} if host else {}),
         "basePath": "/api",
         "schemes": ["https"],
         "consumes": [JSON],
         "produces": [JSON, PROBLEM],
         "paths": paths,
-        "definitions": {
-            name: _swagger_schema(schema) for name, schema in spec["components"]["schemas"].items()
-        },
+        "definitions": definitions,
         "securityDefinitions": {
             "functionKey": {"type": "apiKey", "in": "header", "name": "x-functions-key"},
             "functionKeyQuery": {"type": "apiKey", "in": "query", "name": "code"},
         },
     }
+
+
+# Public documents, read by designers in a browser: any origin may read them (no credentials).
+CORS_HEADERS = {"Access-Control-Allow-Origin": "*"}
+
+
+def openapi_answer() -> Rendered:
+    return Rendered(200, openapi(), headers=dict(CORS_HEADERS))
+
+
+def swagger_answer() -> Rendered:
+    return Rendered(200, swagger(), headers=dict(CORS_HEADERS))

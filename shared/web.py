@@ -20,7 +20,7 @@ from urllib.parse import urlencode, urlsplit
 
 import azure.functions as func
 
-from shared import rendering, service, webhooks
+from shared import principals, rendering, service, webhooks
 from shared.config import Settings, get_settings
 from shared.context import Invocation, set_invocation
 from shared.durable import Operation
@@ -100,12 +100,22 @@ def incoming_from(req: func.HttpRequest) -> Incoming:
 
 
 async def handle(
-    req: func.HttpRequest, route_body: RouteBody, *, problem_style: ProblemStyle = "problem"
+    req: func.HttpRequest,
+    route_body: RouteBody,
+    *,
+    problem_style: ProblemStyle = "problem",
+    public: bool = False,
 ) -> func.HttpResponse:
-    """Set the invocation context, run the route, map any error to a problem."""
+    """Set the invocation context, check an Entra caller (unless `public`), run the route,
+    map any error to a problem."""
     invocation = invocation_for(req)
     set_invocation(invocation)
     try:
+        if not public:  # Entra callers (Easy Auth): 403 unless in ALLOWED_PRINCIPALS
+            principal = principals.authorize(req.headers)
+            if principal is not None:
+                invocation = replace(invocation, caller=principal.caller)
+                set_invocation(invocation)
         rendered = await route_body(invocation)
     except Exception as exc:  # noqa: BLE001 - the edge: every error becomes a problem answer
         rendered = render_error(exc, problem_style)
@@ -115,13 +125,13 @@ async def handle(
 async def serve_document(
     req: func.HttpRequest, build: Callable[[], Rendered | dict[str, Any]]
 ) -> func.HttpResponse:
-    """A read-only route from a function of no arguments (a JSON document or a rendering)."""
+    """A public (anonymous) read-only route from a function of no arguments."""
 
     async def render_document(_: Invocation) -> Rendered:
         result = build()
         return result if isinstance(result, Rendered) else Rendered(200, result)
 
-    return await handle(req, render_document)
+    return await handle(req, render_document, public=True)
 
 
 async def serve_action(
@@ -144,6 +154,7 @@ async def serve_action(
             commands=parse(incoming, settings),
             idempotency_key=idempotency_key(req),
             respond_async=prefers_async(req),
+            caller=invocation.caller,
         )
         handled = await service.perform(request, settings)
         return _rendered(handled, render, req, settings)

@@ -1,6 +1,6 @@
 // Key Vault for the upstream credentials and webhook secrets, in RBAC mode with purge protection.
 // The template creates no secrets: an operator writes them with `az keyvault secret set`
-// (docs/deploy.md), so secret values never pass through deployment parameters or history, and a
+// (README.md, "Deploy"), so secret values never pass through deployment parameters or history, and a
 // redeployment never overwrites them. The app reads them only through Key Vault references.
 //
 // Secret names the app's settings refer to (main.bicep):

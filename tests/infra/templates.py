@@ -40,6 +40,8 @@ PLATFORM_SETTINGS = {
 NOT_SET_IN_AZURE = {
     "AzureWebJobsStorage": "a connection string (Azurite, locally); Azure uses the identity-based"
     " AzureWebJobsStorage__* settings, and a connection string would carry an account key",
+    "WEBSITE_HOSTNAME": "App Service sets it (the app's default host name); an app setting would"
+    " only go stale",
 }
 
 # Built-in role definitions the app's identity holds, each on one resource type.
@@ -231,7 +233,16 @@ def function_app(t: Templates) -> list[str]:
     config = site.get("properties", "siteConfig") or {}
     _expect(problems, "siteConfig.minTlsVersion", config.get("minTlsVersion"), want="1.2")
     _expect(problems, "siteConfig.scmMinTlsVersion", config.get("scmMinTlsVersion"), want="1.2")
-    _expect(problems, "siteConfig.ftpsState", config.get("ftpsState"), want="Disabled")
+    if "ftpsState" in config:
+        problems.append(
+            "siteConfig.ftpsState is refused on Flex Consumption (ARM error 51021); FTP is off "
+            "through basicPublishingCredentialsPolicies/ftp"
+        )
+    if "cors" in config:
+        problems.append(
+            "siteConfig.cors is set: platform CORS would replace the Access-Control-Allow-Origin "
+            "the app sends on its API documents (choose one; the app's header is the choice)"
+        )
     _expect(
         problems,
         "siteConfig.remoteDebuggingEnabled",
@@ -443,7 +454,7 @@ def role_assignments(t: Templates) -> list[str]:
 def app_settings(t: Templates, expected: set[str], secrets: set[str]) -> list[str]:
     """The settings are exactly `expected` plus PLATFORM_SETTINGS; `secrets` come from Key Vault."""
     problems: list[str] = []
-    if t.created("Microsoft.Web/sites/config"):
+    if [c for c in t.created("Microsoft.Web/sites/config") if c.get("name") != "authsettingsV2"]:
         problems.append(
             "app settings belong in the site's siteConfig.appSettings only, not in sites/config"
         )
@@ -515,3 +526,118 @@ def key_vault_references(t: Templates) -> list[str]:
             if isinstance(result, str) and (match := KEY_VAULT_REFERENCE.fullmatch(result))
         }
     )
+
+
+def _decorator(t: Templates, parameter: str, kind: str) -> Node:
+    for decorator in t.main.get("parameters", {}).get(parameter, {}).get("decorators", []):
+        if decorator.get("type") == kind:
+            return decorator.get("argument")
+    return None
+
+
+def flex_scale(t: Templates, *, lowest_maximum: int, memory_sizes: set[int]) -> list[str]:
+    """maximumInstanceCount at least `lowest_maximum`; instanceMemoryMB one of `memory_sizes`."""
+    problems: list[str] = []
+    parameters = t.main.get("parameters", {})
+    minimum = _decorator(t, "maximumInstanceCount", "min_value")
+    if not isinstance(minimum, int) or minimum < lowest_maximum:
+        problems.append(
+            f"maximumInstanceCount must have @minValue({lowest_maximum}) or more, has "
+            f"{render(minimum)}"
+        )
+    default = parameters.get("maximumInstanceCount", {}).get("default")
+    if not isinstance(default, int) or default < lowest_maximum:
+        problems.append(
+            f"maximumInstanceCount defaults to {render(default)}, under {lowest_maximum}"
+        )
+    allowed = _decorator(t, "instanceMemoryMB", "allowed")
+    if not isinstance(allowed, list) or not set(allowed) <= memory_sizes:
+        problems.append(
+            f"instanceMemoryMB allows {render(allowed)}; only {sorted(memory_sizes)} are accepted"
+        )
+    if parameters.get("instanceMemoryMB", {}).get("default") not in memory_sizes:
+        problems.append("instanceMemoryMB's default is not an accepted size")
+    return problems
+
+
+AUTH_MODES = ["off", "optional", "required"]
+
+
+def easy_auth(t: Templates, unauthenticated_paths: set[str]) -> list[str]:
+    """App Service Authentication: behind the entraAuth parameter, with the audiences and client
+    applications as parameters, and exactly `unauthenticated_paths` let through without a token."""
+    problems: list[str] = []
+    configs = [
+        c for c in t.created("Microsoft.Web/sites/config") if c.get("name") == "authsettingsV2"
+    ]
+    if len(configs) != 1:
+        return [f"expected one authsettingsV2 config, found {len(configs)}"]
+    auth = configs[0]
+    parameters = t.main.get("parameters", {})
+    if _decorator(t, "entraAuth", "allowed") != AUTH_MODES:
+        problems.append(f"parameter entraAuth must allow exactly {AUTH_MODES}")
+    _expect(
+        problems, "entraAuth default", parameters.get("entraAuth", {}).get("default"), want="off"
+    )
+    condition = t.main.get("resources", {}).get(auth.name, {}).get("config", {}).get("condition")
+    _expect(
+        problems, "authsettingsV2 condition", render(condition), want="not_equals(entraAuth, off)"
+    )
+    _expect(problems, "authsettingsV2 parent", auth.get("parent"), want="functionApp")
+    _expect(problems, "platform.enabled", auth.get("properties", "platform", "enabled"), want=True)
+    _expect(
+        problems,
+        "httpSettings.requireHttps",
+        auth.get("properties", "httpSettings", "requireHttps"),
+        want=True,
+    )
+    _expect(
+        problems,
+        "login.tokenStore.enabled",
+        auth.get("properties", "login", "tokenStore", "enabled"),
+        want=False,
+    )
+    aad = auth.get("properties", "identityProviders", "azureActiveDirectory") or {}
+    _expect(problems, "azureActiveDirectory.enabled", aad.get("enabled"), want=True)
+    validation = aad.get("validation") or {}
+    for what, value, parameter in (
+        ("allowedAudiences", validation.get("allowedAudiences"), "entraAllowedAudiences"),
+        (
+            "allowedApplications",
+            (validation.get("defaultAuthorizationPolicy") or {}).get("allowedApplications"),
+            "entraAllowedClientApplications",
+        ),
+    ):
+        _expect(problems, f"validation {what}", value, want=parameter)
+        if parameters.get(parameter, {}).get("type") != "array":
+            problems.append(f"{parameter} must be an array parameter of {MAIN}")
+    _expect(
+        problems,
+        "registration.clientId",
+        (aad.get("registration") or {}).get("clientId"),
+        want="entraApiClientId",
+    )
+    validation_global = auth.get("properties", "globalValidation") or {}
+    _expect(
+        problems,
+        "requireAuthentication",
+        render(validation_global.get("requireAuthentication")),
+        want="equals(entraAuth, required)",
+    )
+    _expect(
+        problems,
+        "unauthenticatedClientAction",
+        outcomes(validation_global.get("unauthenticatedClientAction")),
+        want=["Return401", "AllowAnonymous"],
+    )
+    excluded = validation_global.get("excludedPaths")
+    paths = t.variable(MAIN, str(excluded)) if isinstance(excluded, str) else excluded
+    _expect(
+        problems,
+        "excludedPaths",
+        sorted(paths) if isinstance(paths, list) else paths,
+        want=sorted(unauthenticated_paths),
+    )
+    if any(name.startswith("WEBSITE_AUTH") for name, _ in t.app_settings()):
+        problems.append("WEBSITE_AUTH_* is the platform's to set: an app setting would forge it")
+    return problems

@@ -18,6 +18,7 @@ import yaml
 
 from shared import storage
 from shared.config import Settings
+from tests.functions.conftest import registered
 from tests.infra import templates
 from tests.infra.templates import (
     INFRA,
@@ -27,6 +28,16 @@ from tests.infra.templates import (
     Templates,
     read_sources,
 )
+
+# Flex Consumption: "Currently the lowest maximum instance count value is 40" (MicrosoftDocs
+# azure-docs, articles/azure-functions/event-driven-scaling.md, Flex Consumption section; a later
+# revision says 1 in some regions) and every Microsoft Flex sample declares @minValue(40)
+# (Azure-Samples/functions-quickstart-python-http-azd, infra/main.bicep).
+LOWEST_MAXIMUM_INSTANCE_COUNT = 40
+# 512 MB is documented but was refused by Microsoft.Web/sites@2024-04-01
+# (https://github.com/Azure/azure-rest-api-specs/issues/40898); the Microsoft samples allow
+# 2048 and 4096 only, and so does the template.
+ACCEPTED_MEMORY_MB = {2048, 4096}
 
 SECRET_NAME = re.compile(r"SECRET|PASSWORD|AUTHORIZATION|_KEY$|_TOKEN$")
 
@@ -58,6 +69,20 @@ def azd_service() -> dict[str, Any]:
     return {"name": name, **service}
 
 
+def unauthenticated_paths() -> set[str]:
+    """What Easy Auth must let through without a token: the app's anonymous routes, and the
+    ContraForce webhook (signed by ContraForce, which sends no Entra token)."""
+    found = set()
+    for function in registered().values():
+        for binding in json.loads(function.get_function_json())["bindings"]:
+            if binding["type"] == "httpTrigger" and (
+                binding["authLevel"].lower() == "anonymous"
+                or binding["route"] == "webhooks/contraforce"
+            ):
+                found.add(f"/api/{binding['route']}")
+    return found
+
+
 def storage_names() -> tuple[set[str], set[str]]:
     """The queues and table the code uses."""
     table = Settings.model_fields["operations_table"].default
@@ -76,6 +101,10 @@ RULES: dict[str, Rule] = {
     "application_insights": templates.application_insights,
     "role_assignments": templates.role_assignments,
     "app_settings": lambda t: templates.app_settings(t, expected_settings(), secret_settings(t)),
+    "flex_scale": lambda t: templates.flex_scale(
+        t, lowest_maximum=LOWEST_MAXIMUM_INSTANCE_COUNT, memory_sizes=ACCEPTED_MEMORY_MB
+    ),
+    "easy_auth": lambda t: templates.easy_auth(t, unauthenticated_paths()),
 }
 
 
@@ -134,12 +163,22 @@ REGRESSIONS = {
         "      minTlsVersion: '1.0'",
         "minTlsVersion",
     ),
-    "FTPS allowed": (
+    "ftpsState set (refused on Flex)": (
         "function_app",
         MAIN,
-        "ftpsState: 'Disabled'",
-        "ftpsState: 'FtpsOnly'",
-        "ftpsState",
+        "      scmMinTlsVersion: '1.2'\n",
+        "      scmMinTlsVersion: '1.2'\n      ftpsState: 'Disabled'\n",
+        "ftpsState is refused",
+    ),
+    "platform CORS beside the app's header": (
+        "function_app",
+        MAIN,
+        "      scmMinTlsVersion: '1.2'\n",
+        (
+            "      scmMinTlsVersion: '1.2'\n      cors: {\n        allowedOrigins: [\n"
+            "          'https://portal.azure.com'\n        ]\n      }\n"
+        ),
+        "siteConfig.cors",
     ),
     "remote debugging": (
         "function_app",

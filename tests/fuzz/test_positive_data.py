@@ -1,0 +1,83 @@
+"""The API document describes what the app accepts: every request schemathesis generates from
+it as valid (positive data only) must be accepted, i.e. not refused with 400, 413, 415 or 422
+(schemathesis's positive_data_acceptance check, ST202). The local host serves the real app over
+real HTTP, with the simulators and Azurite behind it.
+
+Two refusals are not the document's to prevent, and are told apart: an upstream's own verdict
+passed through (a problem naming its `upstream`: the app accepted the request and D3 or
+ContraForce refused it, e.g. a D3 site that does not exist), and a reused Idempotency-Key (a
+documented 422): each generated request gets a key of its own.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis import GenerationMode, checks
+
+from function_app import app
+from local.azurite import Azurite
+from local.host import LocalHost
+from local.server import serve_in_thread
+from shared import storage
+from shared.clients import registry
+from shared.openapi import openapi
+from tests.conftest import Sandboxes
+
+KEY = "positive-data-function-key"
+schema = schemathesis.openapi.from_dict(openapi())
+schema.config.generation.update(modes=[GenerationMode.POSITIVE])
+
+
+@pytest.fixture
+def served(
+    sandboxes: Sandboxes, azurite: Azurite, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    for name, value in {
+        **sandboxes.settings,
+        "AzureWebJobsStorage": azurite.connection_string,
+        "CONTRAFORCE_WEBHOOK_SECRETS": "positive-data-webhook-secret",
+        "RETRY_ATTEMPTS": "1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    host = LocalHost(
+        app, host_json={}, function_key=KEY, on_shutdown=[registry.aclose, storage.aclose]
+    )
+    with serve_in_thread(host.asgi, lifespan="on") as server:
+        yield f"{server.base_url}/api"
+
+
+@schema.parametrize()
+@settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+        HealthCheck.function_scoped_fixture,
+    ],
+)
+def test_every_schema_valid_request_is_accepted(case: schemathesis.Case[Any], served: str) -> None:
+    if case.headers and "Idempotency-Key" in case.headers:
+        case.headers["Idempotency-Key"] = f"positive-{uuid.uuid4()}"
+    response = case.call(base_url=served, headers={"x-functions-key": KEY}, timeout=30)
+    if upstream_verdict(response):
+        case.validate_response(response, checks=[checks.not_a_server_error])
+    else:
+        case.validate_response(
+            response, checks=[checks.not_a_server_error, checks.positive_data_acceptance]
+        )
+
+
+def upstream_verdict(response: Any) -> bool:
+    """A problem answer about an upstream's refusal, which the app passes through."""
+    if not response.headers.get("content-type", [""])[0].startswith("application/problem+json"):
+        return False
+    body = response.json()
+    return isinstance(body, dict) and body.get("upstream") in {"contraforce", "d3"}
