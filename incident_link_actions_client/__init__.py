@@ -1,0 +1,73 @@
+"""A typed Python client of the Incident Link Actions app, sync (`Client`) and async
+(`AsyncClient`), on httpx.
+
+It takes and returns the app's own pydantic models (`shared.models`: one source of truth)::
+
+    from incident_link_actions_client import Client, IncidentInput, UnlinkTicketInput
+
+    with Client("https://<app>.azurewebsites.net/api", key="<function key>") as ila:
+        outcome = ila.unlink_ticket(
+            UnlinkTicketInput(workspaceId=ws, incident=IncidentInput(number="1001"))
+        )
+        outcome.status  # OutcomeStatus.SUCCEEDED (or PARTIALLY_SUCCEEDED for a 207)
+
+Failures raise the typed errors of `incident_link_actions_client.errors`, built from the app's
+problem+json (status, code, field errors, the Outcome inside).
+"""
+
+from incident_link_actions_client._async import AsyncClient
+from incident_link_actions_client._core import RetryOptions
+from incident_link_actions_client._sync import Client
+from incident_link_actions_client.errors import (
+    AccessDenied,
+    ApiError,
+    ConnectionFailed,
+    IdempotencyConflict,
+    LinkActionsError,
+    NotApplied,
+    NotConfigured,
+    NotFound,
+    PayloadTooLarge,
+    RequestRejected,
+    ServerError,
+    StillPending,
+    Unavailable,
+    UnexpectedAnswer,
+    UpstreamAuthRejected,
+    UpstreamRejected,
+)
+from shared.models.commands import (
+    IncidentInput,
+    RemoveLinkedIncidentsInput,
+    UnlinkTicketInput,
+)
+from shared.models.outcome import ItemResult, ItemStatus, Outcome, OutcomeStatus
+
+__all__ = [
+    "AccessDenied",
+    "ApiError",
+    "AsyncClient",
+    "Client",
+    "ConnectionFailed",
+    "IdempotencyConflict",
+    "IncidentInput",
+    "ItemResult",
+    "ItemStatus",
+    "LinkActionsError",
+    "NotApplied",
+    "NotConfigured",
+    "NotFound",
+    "Outcome",
+    "OutcomeStatus",
+    "PayloadTooLarge",
+    "RemoveLinkedIncidentsInput",
+    "RequestRejected",
+    "RetryOptions",
+    "ServerError",
+    "StillPending",
+    "Unavailable",
+    "UnexpectedAnswer",
+    "UnlinkTicketInput",
+    "UpstreamAuthRejected",
+    "UpstreamRejected",
+]
