@@ -11,7 +11,9 @@ does:
   catch-alls, whatever order the functions were registered in;
 * the request reaches the handler as an ``azure.functions.HttpRequest`` built as the worker
   builds it: lower-cased headers and query names with repeated values joined by ``,``, query
-  parameters with empty values dropped, route values as strings, the raw body bytes;
+  parameters with empty values dropped from ``params`` (the host does so for the Python
+  worker; ``url`` keeps the query string as sent, so ``?dryRun`` is read from there), route
+  values as strings, the raw body bytes;
 * ``authLevel`` is enforced with the keys given to :class:`LocalHost`: ``function`` accepts the
   function key or the master key, ``admin`` only the master key, from the ``x-functions-key``
   header or else the ``code`` query parameter; a missing or wrong key is a bare 401;
