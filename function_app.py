@@ -14,8 +14,12 @@ from functions import (
     worker,
 )
 
-# The Azure SDK logs every storage request at INFO: keep Application Insights for our own lines.
+# The Azure SDK logs every storage request at INFO, httpx every request with its whole URL:
+# keep Application Insights for our own lines (one per upstream attempt, one per retry).
 logging.getLogger("azure").setLevel(logging.WARNING)
+logging.getLogger("httpx").setLevel(logging.WARNING)
+# stamina's own "stamina.retry_scheduled" line says nothing useful; shared.clients.http logs ours.
+logging.getLogger("stamina").setLevel(logging.ERROR)
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 

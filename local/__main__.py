@@ -16,7 +16,7 @@ import os
 import secrets
 import shlex
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -39,6 +39,19 @@ from shared.clients import registry
 
 ROOT = Path(__file__).resolve().parents[1]
 logger = logging.getLogger("local")
+STORAGE_SETTING = "AzureWebJobsStorage"
+
+
+def faults_example(server_base_url: str) -> str:
+    """A ready-to-paste fault plan for one simulator: a 429, then a 503, then normal answers."""
+    plan = json.dumps({"script": [{"kind": "rate_limited"}, {"kind": "unavailable"}]})
+    return (
+        f"  faults: curl -s -X POST {server_base_url}/_sandbox/faults "
+        f"-H 'Content-Type: application/json' -d {shlex.quote(plan)}\n"
+        '          (the next call still succeeds, after 2 retries: "attempts":3;'
+        f" curl -s -X DELETE {server_base_url}/_sandbox/faults clears the plan;"
+        f" GET {server_base_url}/_sandbox/state shows state and effects)"
+    )
 
 
 def _start_sandboxes(stack: ExitStack, env: MutableMapping[str, str]) -> list[str]:
@@ -49,6 +62,7 @@ def _start_sandboxes(stack: ExitStack, env: MutableMapping[str, str]) -> list[st
         server = stack.enter_context(serve_in_thread(cf_app))
         env.update(contraforce_settings(server.base_url))
         summaries.append(cf_sandbox.simulator_of(cf_app).summary(server.base_url))
+        summaries.append(faults_example(server.base_url))
     if not env.get("D3_BASE_URL"):
         simulator = d3_sandbox.D3Simulator()
         server = stack.enter_context(serve_in_thread(simulator.app))
@@ -58,11 +72,11 @@ def _start_sandboxes(stack: ExitStack, env: MutableMapping[str, str]) -> list[st
             else:
                 env[name] = value
         summaries.append(simulator.summary(server.base_url))
+        summaries.append(faults_example(server.base_url))
     if not env.get("CONTRAFORCE_WEBHOOK_SECRETS"):
         env["CONTRAFORCE_WEBHOOK_SECRETS"] = SANDBOX_WEBHOOK_SECRET
         summaries.append(
-            f"ContraForce webhooks signed with {SANDBOX_WEBHOOK_SECRET!r} (sandbox only); "
-            "send one: .venv/bin/python -m local.send_webhook"
+            f"ContraForce webhooks signed with {SANDBOX_WEBHOOK_SECRET!r} (sandbox only)"
         )
     if not env.get("AzureWebJobsStorage"):
         azurite = stack.enter_context(start_azurite())
@@ -122,6 +136,28 @@ def curl_examples(base: str, key: str) -> str:
     return "\n".join(lines)
 
 
+def operator_commands(env: Mapping[str, str], *, key: str, azurite: str | None) -> str:
+    """The commands that act on this running host, with the environment they need.
+
+    `azurite` is the connection string of the Azurite started here (its key is the public
+    development key); a storage connection string from the environment is never printed.
+    """
+    prefix = " ".join(
+        f"{name}={shlex.quote(env[name])}" for name in ("HOST", "PORT") if env.get(name)
+    )
+    prefix = f"{prefix} LOCAL_FUNCTION_KEY={shlex.quote(key)}".strip()
+    storage = f"AzureWebJobsStorage={shlex.quote(azurite)} " if azurite else ""
+    return "\n".join(
+        [
+            "# Send a signed ContraForce webhook (queued: 202 + Location, then applied)",
+            f"{prefix} .venv/bin/python -m local.send_webhook",
+            "# Move poisoned queue work back to the queue (after fixing what poisoned it)",
+            f"{storage}.venv/bin/python -m shared.cli replay-poison",
+            "",
+        ]
+    )
+
+
 def main() -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -131,7 +167,9 @@ def main() -> int:
     key = os.environ.get("LOCAL_FUNCTION_KEY") or secrets.token_urlsafe(24)
 
     with ExitStack() as stack:
+        own_azurite = not os.environ.get(STORAGE_SETTING)
         summaries = _start_sandboxes(stack, os.environ)
+        azurite = os.environ[STORAGE_SETTING] if own_azurite else None
         host_json = load_host_json(ROOT / "host.json")
         lease = float(os.environ.get("LOCAL_QUEUE_LEASE_SECONDS", "600"))
         queues = QueueRunner(options=QueueOptions.from_host_json(host_json, lease_seconds=lease))
@@ -164,6 +202,7 @@ def main() -> int:
             *summaries,
             "",
             curl_examples(base, key),
+            operator_commands(os.environ, key=key, azurite=azurite),
             "Ctrl-C stops the host and the simulators.",
             "",
         ]

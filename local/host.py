@@ -11,13 +11,20 @@ does:
   catch-alls, whatever order the functions were registered in;
 * the request reaches the handler as an ``azure.functions.HttpRequest`` built as the worker
   builds it: lower-cased headers and query names with repeated values joined by ``,``, query
-  parameters with empty values dropped, route values as strings, the raw body bytes;
+  parameters with empty values dropped from ``params`` (the host does so for the Python
+  worker; ``url`` keeps the query string as sent, so ``?dryRun`` is read from there), route
+  values as strings, the raw body bytes;
 * ``authLevel`` is enforced with the keys given to :class:`LocalHost`: ``function`` accepts the
   function key or the master key, ``admin`` only the master key, from the ``x-functions-key``
   header or else the ``code`` query parameter; a missing or wrong key is a bare 401;
+* the body is read before dispatch, within a size limit (100 MB, Azure's HTTP request length
+  limit: a bare 413) and a time limit (a body that stops arriving before its
+  ``Content-Length`` is a bare 408, as Kestrel answers a body that arrives too slowly);
 * a handler that raises becomes a bare 500 and its exception is logged;
-* one INFO line per request: method, path (never the query string, which may hold ``code``),
-  status, duration.
+* one INFO line per request: method, path as sent, percent-encoded (so ``%0A`` cannot start a
+  forged log line; never the query string, which may hold ``code``), status, duration.
+
+The host's own answers (401, 404, 405, 408, 413, 500) have empty bodies, as Azure's do.
 
 Deliberate differences from Azure: a path that matches a route whose methods exclude the
 request's method answers 405 with ``Allow`` (Azure answers 404); ``functionTimeout`` is not
@@ -76,6 +83,12 @@ _CONTEXT_PARAMETER = "context"
 # Set by the host from the response itself; a handler's own values would contradict it.
 _HOP_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"connection"})
 _CLIENT_CLOSED = 499
+# Azure Functions: "The HTTP request length is limited to 100 MB (104,857,600 bytes)"
+# (learn.microsoft.com, azure-functions/functions-bindings-http-webhook-trigger#limits).
+MAX_REQUEST_BODY_BYTES = 104_857_600
+BODY_TIMEOUT_SECONDS = 10.0
+# Characters a logged path keeps as they are; everything else is percent-encoded.
+_LOGGABLE_PATH = "/%:@!$&'()*+,;=-._~"
 _BODILESS = frozenset({HTTPStatus.NO_CONTENT, HTTPStatus.NOT_MODIFIED})
 
 T = TypeVar("T")
@@ -385,16 +398,48 @@ def _encode_response(result: object) -> tuple[int, list[tuple[bytes, bytes]], by
     return status, headers, bytes(result.get_body())
 
 
-async def _read_body(receive: Receive) -> bytes | None:
-    """The whole request body, or ``None`` when the client went away first."""
+class _BodyRefused(Exception):
+    """The request body was not read: too large (413) or too slow (408)."""
+
+    def __init__(self, status: HTTPStatus) -> None:
+        super().__init__(status.phrase)
+        self.status = status
+
+
+async def _read_body(
+    receive: Receive, headers: Mapping[str, str], *, max_bytes: int, within: float
+) -> bytes | None:
+    """The whole request body, or ``None`` when the client went away first.
+
+    Raises `_BodyRefused` for a body over ``max_bytes`` (declared or sent) or one that has not
+    fully arrived within ``within`` seconds.
+    """
+    declared = headers.get("content-length", "").split(",", 1)[0].strip()
+    if declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
+        raise _BodyRefused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
     chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    size = 0
+    try:
+        async with asyncio.timeout(within):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return None
+                chunk: bytes = message.get("body", b"")
+                size += len(chunk)
+                if size > max_bytes:
+                    raise _BodyRefused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return b"".join(chunks)
+    except TimeoutError as exc:
+        raise _BodyRefused(HTTPStatus.REQUEST_TIMEOUT) from exc
+
+
+def _loggable_path(scope: Scope) -> str:
+    """The path as sent, percent-encoded: a decoded ``%0A`` would start a forged log line."""
+    raw: bytes = scope.get("raw_path") or str(scope["path"]).encode()
+    return quote(raw.split(b"?", 1)[0], safe=_LOGGABLE_PATH)
 
 
 async def _send(
@@ -427,6 +472,8 @@ class LocalHost:
         master_key: str | None = None,
         on_startup: Sequence[Callable[[], Awaitable[None]]] = (),
         on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
+        max_body_bytes: int = MAX_REQUEST_BODY_BYTES,
+        body_timeout_seconds: float = BODY_TIMEOUT_SECONDS,
     ) -> None:
         if not function_key:
             raise ValueError("function_key must not be empty")
@@ -436,6 +483,8 @@ class LocalHost:
         self._master_key = None if master_key is None else master_key.encode()
         self._on_startup = tuple(on_startup)
         self._on_shutdown = tuple(on_shutdown)
+        self._max_body_bytes = max_body_bytes
+        self._body_timeout = body_timeout_seconds
         self.route_prefix = route_prefix_from(host_json)
 
         http_functions: list[_HttpFunction] = []
@@ -492,7 +541,7 @@ class LocalHost:
             logger.info(
                 "%s %s %d %.1fms",
                 scope["method"],
-                scope["path"],
+                _loggable_path(scope),
                 status,
                 (time.perf_counter() - started) * 1000,
             )
@@ -528,7 +577,13 @@ class LocalHost:
             await _send(send, HTTPStatus.UNAUTHORIZED, head=head)
             return HTTPStatus.UNAUTHORIZED
 
-        body = await _read_body(receive)
+        try:
+            body = await _read_body(
+                receive, headers, max_bytes=self._max_body_bytes, within=self._body_timeout
+            )
+        except _BodyRefused as refused:
+            await _send(send, refused.status, [(b"connection", b"close")], head=head)
+            return refused.status
         if body is None:
             return _CLIENT_CLOSED
         request = WorkerHttpRequest(

@@ -1,10 +1,12 @@
 """Send a signed ContraForce webhook to the local host, as ContraForce would.
 
-    .venv/bin/python -m local.send_webhook [--classification FalsePositive] [--incident ID]
+    .venv/bin/python -m local.send_webhook [--classification FalsePositive]
+        [--incident ID | --number N] [--source sentinel]
 
 Signs with `CONTRAFORCE_WEBHOOK_SECRETS` (first secret; `make run`'s sandbox secret by
-default), posts to `http://localhost:$PORT/api/webhooks/contraforce` with the function key
-from `LOCAL_FUNCTION_KEY` (or `--key`), and prints the answer.
+default), posts to `http://$HOST:$PORT/api/webhooks/contraforce` (the same `HOST` and `PORT`
+`make run` listens on; localhost:7071 by default) with the function key from
+`LOCAL_FUNCTION_KEY` (or `--key`), and prints the answer.
 """
 
 from __future__ import annotations
@@ -14,50 +16,126 @@ import json
 import os
 import sys
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 
 from local.sandbox.contraforce_state import DEMO_WORKSPACE_ID
+from shared.models.contraforce import IncidentSource
 from shared.webhooks import UNLINKING_EVENT, sign
 
 SANDBOX_WEBHOOK_SECRET = "sandbox-webhook-secret"  # noqa: S105 - the sandbox's demo value
+DEMO_INCIDENT_ID = "6d1f0c2a-4e4b-4b8f-9d55-0a3c1b2e7f10"
+# A server listening on every address is reached on loopback.
+_WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "localhost"}  # noqa: S104 - mapped away
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m local.send_webhook")
-    parser.add_argument("--classification", default="FalsePositive")
-    parser.add_argument("--incident", default="6d1f0c2a-4e4b-4b8f-9d55-0a3c1b2e7f10")
-    parser.add_argument("--event-id", default=str(uuid.uuid4()))
-    parser.add_argument("--key", default=os.environ.get("LOCAL_FUNCTION_KEY", ""))
-    parser.add_argument("--url", default=f"http://localhost:{os.environ.get('PORT', '7071')}/api")
-    args = parser.parse_args(argv)
-    secret = os.environ.get("CONTRAFORCE_WEBHOOK_SECRETS", SANDBOX_WEBHOOK_SECRET).split(",")[0]
-    body = json.dumps(
-        {
-            "type": UNLINKING_EVENT,
-            "timestamp": datetime.now(UTC).isoformat(),
-            "data": {
-                "accountId": str(DEMO_WORKSPACE_ID),
-                "incidentId": args.incident,
-                "source": "sentinel",
-                "classification": args.classification,
-            },
-        }
-    ).encode()
-    stamp = datetime.now(UTC).isoformat()
-    reply = httpx.post(
-        f"{args.url}/webhooks/contraforce",
-        content=body,
-        headers={
-            "Content-Type": "application/json",
-            "x-functions-key": args.key,
-            "X-CF-Schema": UNLINKING_EVENT,
-            "X-CF-Event-Id": args.event_id,
-            "X-CF-Timestamp": stamp,
-            "X-CF-Signature": sign(body, secret=secret.strip().encode(), timestamp=stamp),
-        },
+def default_url(env: Mapping[str, str]) -> str:
+    """The local host's API base URL from `HOST` and `PORT`, as `make run` uses them."""
+    host = env.get("HOST", "localhost").strip()
+    host = _WILDCARDS.get(host, host)
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{env.get('PORT', '7071').strip() or '7071'}/api"
+
+
+def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m local.send_webhook",
+        description=(
+            "Send a signed ContraForce 'agent.investigation.completed.v1' webhook to the local "
+            "host (make run), the way ContraForce would, and print the answer."
+        ),
     )
+    parser.add_argument(
+        "--classification",
+        default="FalsePositive",
+        help="the agent's classification; FalsePositive and BenignPositive unlink "
+        "(WEBHOOK_UNLINK_CLASSIFICATIONS), others are skipped (default: %(default)s)",
+    )
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
+        "--incident",
+        metavar="ID",
+        help=f"the ContraForce incident id (data.incidentId; default: {DEMO_INCIDENT_ID}, "
+        "a demo incident with a ticket)",
+    )
+    which.add_argument(
+        "--number", metavar="N", help="the incident number instead (data.incidentNumber)"
+    )
+    parser.add_argument(
+        "--source",
+        default="sentinel",
+        type=str.lower,
+        choices=sorted(source.value.lower() for source in IncidentSource),
+        help="the incident's source (data.source; default: %(default)s)",
+    )
+    parser.add_argument(
+        "--workspace",
+        default=str(DEMO_WORKSPACE_ID),
+        help="the ContraForce workspace (data.accountId; default: the demo workspace)",
+    )
+    parser.add_argument(
+        "--event-id",
+        default=None,
+        help="X-CF-Event-Id, the delivery's idempotency key (default: a new UUID; repeat one "
+        "to see a redelivery acted on once)",
+    )
+    parser.add_argument(
+        "--key",
+        default=env.get("LOCAL_FUNCTION_KEY", ""),
+        help="the function key (default: $LOCAL_FUNCTION_KEY)",
+    )
+    parser.add_argument(
+        "--url",
+        default=default_url(env),
+        help="the app's API base URL (default: from $HOST and $PORT: %(default)s)",
+    )
+    return parser
+
+
+def event_body(args: argparse.Namespace) -> bytes:
+    data: dict[str, Any] = {
+        "accountId": args.workspace,
+        "source": args.source,
+        "classification": args.classification,
+    }
+    if args.number is not None:
+        data["incidentNumber"] = args.number
+    else:
+        data["incidentId"] = args.incident or DEMO_INCIDENT_ID
+    event = {"type": UNLINKING_EVENT, "timestamp": datetime.now(UTC).isoformat(), "data": data}
+    return json.dumps(event).encode()
+
+
+def main(argv: list[str] | None = None, env: Mapping[str, str] = os.environ) -> int:
+    args = build_parser(env).parse_args(argv)
+    secret = env.get("CONTRAFORCE_WEBHOOK_SECRETS", SANDBOX_WEBHOOK_SECRET).split(",")[0]
+    body = event_body(args)
+    stamp = datetime.now(UTC).isoformat()
+    url = f"{args.url.rstrip('/')}/webhooks/contraforce"
+    try:
+        reply = httpx.post(
+            url,
+            content=body,
+            headers={
+                "Content-Type": "application/json",
+                "x-functions-key": args.key,
+                "X-CF-Schema": UNLINKING_EVENT,
+                "X-CF-Event-Id": args.event_id or str(uuid.uuid4()),
+                "X-CF-Timestamp": stamp,
+                "X-CF-Signature": sign(body, secret=secret.strip().encode(), timestamp=stamp),
+            },
+            timeout=30,
+        )
+    except httpx.HTTPError as exc:
+        sys.stderr.write(
+            f"cannot reach {url}: {exc or type(exc).__name__} - is `make run` running there? "
+            "(set PORT/HOST as for make run, or --url)\n"
+        )
+        return 2
     sys.stdout.write(
         f"HTTP {reply.status_code} {reply.headers.get('location', '')}\n{reply.text}\n"
     )

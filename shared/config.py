@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     d3_jwt_secret: SecretStr | None = None
     d3_default_username: str | None = None
     d3_default_site: str | None = None
+    # Who callers may act as on D3, `user@site` comma-separated; unset: the default identity.
+    d3_allowed_identities: str | None = None
     d3_rate_limit_per_second: float = Field(default=50.0, gt=0)
 
     http_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
@@ -203,6 +205,34 @@ class Settings(BaseSettings):
             for part in self.webhook_unlink_classifications.split(",")
             if part.strip()
         )
+
+    def d3_identities(self) -> frozenset[tuple[str, str]]:
+        """The (username, site) pairs callers may act as: `D3_ALLOWED_IDENTITIES`, else only
+        `D3_DEFAULT_USERNAME`@`D3_DEFAULT_SITE` (none when those are unset).
+
+        Each entry is `user@site`, split at its last `@` so that a user may be an email address.
+        """
+        if self.d3_allowed_identities is None:
+            if self.d3_default_username and self.d3_default_site:
+                return frozenset({(self.d3_default_username, self.d3_default_site)})
+            return frozenset()
+        return frozenset(
+            (user.strip(), site.strip())
+            for user, _, site in (
+                entry.rpartition("@") for entry in self.d3_allowed_identities.split(",")
+            )
+        )
+
+    @field_validator("d3_allowed_identities")
+    @classmethod
+    def _identities_are_user_at_site(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        for entry in value.split(","):
+            user, _, site = entry.rpartition("@")
+            if not (user.strip() and site.strip()):
+                raise ValueError("must be user@site pairs separated by commas")
+        return value
 
     def d3_credential(self) -> D3CredentialSettings:
         """The one D3 credential configured, or `NotConfigured` naming the settings."""

@@ -1,21 +1,30 @@
 """Raw request → Commands. Nothing past this module sees raw JSON.
 
 Order of checks: content type (415) → size (413) → JSON syntax (400, says where) → item count
-(413) → schema (400, `errors` keyed by JSON path) → Commands.
+(413) → schema (400, `errors` keyed by JSON path) → D3 identity (403) → Commands.
+The query is read from the request URL as sent (`query_of`), because the Functions host drops
+parameters with empty values from `req.params` (so `?dryRun` would vanish there).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
+from urllib.parse import parse_qsl, urlsplit
 from uuid import UUID
 
 from pydantic import BaseModel, ValidationError
 
 from shared.config import Settings
-from shared.errors import InvalidPayload, PayloadTooLarge, RequestRejected, UnsupportedMediaType
+from shared.errors import (
+    Forbidden,
+    InvalidPayload,
+    PayloadTooLarge,
+    RequestRejected,
+    UnsupportedMediaType,
+)
 from shared.models.commands import (
     Command,
     IncidentInput,
@@ -31,16 +40,35 @@ from shared.models.d3 import RemoveLinkedIncidentsEnvelope
 
 M = TypeVar("M", bound=BaseModel)
 _ECHO_LIMIT = 64
+DRY_RUN: Final = "dryRun"
+# The function key (`?code=`) is the host's business; every other parameter must be known.
+_HOST_PARAMETERS: Final = frozenset({"code"})
+_TRUE: Final = frozenset({"", "true", "1"})
+_FALSE: Final = frozenset({"false", "0"})
 
 
 @dataclass(frozen=True)
 class Incoming:
-    """The parts of an HTTP request the parsers may read."""
+    """The parts of an HTTP request the parsers may read. `query` is every parameter as sent,
+    in order, repeats and empty values included (see `query_of`)."""
 
     body: bytes
     content_type: str | None
     route_params: Mapping[str, str]
-    query: Mapping[str, str]
+    query: Sequence[tuple[str, str]]
+
+
+def query_of(url: str) -> tuple[tuple[str, str], ...]:
+    """The query parameters of a request URL, decoded, empty values kept (`?dryRun` is
+    `("dryRun", "")`).
+
+    Read from the URL, not from `req.params`: the Functions host builds those for the Python
+    worker without the parameters whose value is empty (azure-functions-host,
+    `RpcMessageConversionExtensions.ToRpcHttp`: `if (!string.IsNullOrEmpty(value))`, unless the
+    worker declares `UseNullableValueDictionaryForHttp`, which the Python worker does not), while
+    the URL it passes keeps the query string as sent.
+    """
+    return tuple(parse_qsl(urlsplit(url).query, keep_blank_values=True))
 
 
 # One per route family: the request's parts and the settings in, Commands (or a refusal) out.
@@ -70,7 +98,7 @@ def decode_json(body: bytes) -> Any:
         raise RequestRejected("request body is required", errors={"": ["body is empty"]})
     try:
         return json.loads(body)
-    except UnicodeDecodeError as exc:
+    except UnicodeDecodeError as exc:  # before ValueError, of which it is one
         raise RequestRejected(
             f"body is not UTF-8 text: invalid byte at position {exc.start}",
             errors={"": ["body is not UTF-8"]},
@@ -81,6 +109,12 @@ def decode_json(body: bytes) -> Any:
         raise RequestRejected(
             f"body is not valid JSON: {exc.msg} at {where}",
             errors={"": [f"{exc.msg} at {where}"]},
+            code="MALFORMED_JSON",
+        ) from exc
+    except ValueError as exc:  # an integer literal over Python's 4,300-digit conversion limit
+        raise RequestRejected(
+            f"body is not usable JSON: {exc}",
+            errors={"": ["a number in the body has too many digits"]},
             code="MALFORMED_JSON",
         ) from exc
     except RecursionError as exc:
@@ -117,17 +151,46 @@ def parse(model: type[M], data: Any, *, prefix: str = "") -> M:
 
 
 def dry_run_requested(incoming: Incoming) -> bool:
-    value = incoming.query.get("dryRun")
-    if value is None:
-        return False
-    flag = value.strip().lower()
-    if flag in {"true", "1", ""}:
+    """Whether the query asks for a dry run.
+
+    `dryRun` in any case (`dryrun`, `DRYRUN`) with no value, an empty one, `true` or `1` is a
+    dry run; `false` or `0` is not; anything else is a 400. So that a misspelt flag never runs
+    the action for real, every parameter other than `dryRun` and `code` is a 400 naming it.
+    """
+    unknown = sorted(
+        {name for name, _ in incoming.query if name.casefold() not in _KNOWN_PARAMETERS}
+    )
+    if unknown:
+        shown = ", ".join(repr(name[:_ECHO_LIMIT]) for name in unknown)
+        raise InvalidPayload(
+            f"unknown query parameter(s) {shown}: only {DRY_RUN} (and code, the function key) "
+            "are understood",
+            errors={name[:_ECHO_LIMIT]: ["unknown query parameter"] for name in unknown},
+        )
+    flags = {
+        _flag(value) for name, value in incoming.query if name.casefold() == DRY_RUN.casefold()
+    }
+    if len(flags) > 1:
+        raise InvalidPayload(
+            f"{DRY_RUN} is given more than once with different values",
+            errors={DRY_RUN: ["given more than once with different values"]},
+        )
+    return flags == {True}
+
+
+_KNOWN_PARAMETERS: Final = frozenset({DRY_RUN.casefold(), *_HOST_PARAMETERS})
+
+
+def _flag(value: str) -> bool:
+    flag = value.strip().casefold()
+    if flag in _TRUE:
         return True
-    if flag in {"false", "0"}:
+    if flag in _FALSE:
         return False
+    shown = repr(value[:_ECHO_LIMIT])
     raise InvalidPayload(
-        f"dryRun must be true or false, got {value!r}",
-        errors={"dryRun": [f"must be true or false, got {value!r}"]},
+        f"{DRY_RUN} must be true or false (or empty), got {shown}",
+        errors={DRY_RUN: [f"must be true or false (or empty), got {shown}"]},
     )
 
 
@@ -180,6 +243,7 @@ def _user_and_site(
     username = username or settings.d3_default_username
     site = site or settings.d3_default_site
     if username and site:
+        _check_identity(username, site, settings, fields=fields)
         return username, site
     errors = {
         field: [f"is required (no {setting} is configured)"]
@@ -190,6 +254,23 @@ def _user_and_site(
         if not value
     }
     raise InvalidPayload(f"{' and '.join(errors)} required", errors=errors)
+
+
+def _check_identity(
+    username: str, site: str, settings: Settings, *, fields: tuple[str, str]
+) -> None:
+    """Refuse (403) a D3 identity the deployment does not allow, before anything is sent:
+    the caller names who D3 records as acting, and in d3jwt mode we sign that name."""
+    if (username, site) in settings.d3_identities():
+        return
+    identity = f"{username[:_ECHO_LIMIT]}@{site[:_ECHO_LIMIT]}"
+    message = "is not an allowed D3 identity (D3_ALLOWED_IDENTITIES)"
+    raise Forbidden(
+        f"D3 identity {identity!r} ({fields[0]}, {fields[1]}) may not be used: an operator "
+        "can allow it in D3_ALLOWED_IDENTITIES",
+        errors={fields[0]: [message], fields[1]: [message]},
+        code="D3_IDENTITY_NOT_ALLOWED",
+    )
 
 
 # ---- one parser per route family --------------------------------------------------------------
@@ -246,16 +327,39 @@ def canonical_unlink(incoming: Incoming, settings: Settings) -> list[Command]:
     commands: list[Command] = []
     for item, prefix in zip(items, prefixes, strict=True):
         _require_reference(item.incident, f"{prefix}incident")
+        workspace_id = _one_workspace(item, prefix)
         reference = IncidentReference.model_validate(
             {
                 "id": item.incident.id,
                 "number": item.incident.number,
                 "source": item.incident.source,
-                "workspaceId": str(item.workspace_id),
+                "workspaceId": str(workspace_id),
             }
         )
-        commands.append(UnlinkTicket(workspace_id=item.workspace_id, incident=reference))
+        commands.append(UnlinkTicket(workspace_id=workspace_id, incident=reference))
     return commands
+
+
+def _one_workspace(item: UnlinkTicketInput, prefix: str) -> UUID:
+    """The workspace of a canonical item: `workspaceId`, `incident.workspaceId` (ContraForce's
+    own `IncidentReference` shape), or both when they agree."""
+    top, nested = item.workspace_id, item.incident.workspace_id
+    if top is not None and nested is not None and top != nested:
+        message = f"{prefix}workspaceId and {prefix}incident.workspaceId differ"
+        raise InvalidPayload(
+            f"{message}: give one, or the same in both",
+            errors={
+                f"{prefix}workspaceId": [f"differs from {prefix}incident.workspaceId"],
+                f"{prefix}incident.workspaceId": [f"differs from {prefix}workspaceId"],
+            },
+        )
+    workspace_id = top or nested
+    if workspace_id is None:
+        raise InvalidPayload(
+            f"{prefix}workspaceId is required",
+            errors={f"{prefix}workspaceId": ["is required (or incident.workspaceId)"]},
+        )
+    return workspace_id
 
 
 def canonical_remove(incoming: Incoming, settings: Settings) -> list[Command]:

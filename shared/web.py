@@ -25,7 +25,7 @@ from shared.config import Settings, get_settings
 from shared.context import Invocation, set_invocation
 from shared.durable import Operation
 from shared.errors import AppError, InvalidPayload, OperationNotFound, PayloadTooLarge
-from shared.intake import Incoming, Parser, dry_run_requested
+from shared.intake import Incoming, Parser, dry_run_requested, query_of
 from shared.lifecycle import RouteKind
 from shared.models.outcome import Outcome, OutcomeStatus
 from shared.problems import from_error
@@ -95,7 +95,7 @@ def incoming_from(req: func.HttpRequest) -> Incoming:
         body=req.get_body(),
         content_type=req.headers.get("content-type"),
         route_params=dict(req.route_params),
-        query=dict(req.params),
+        query=query_of(req.url),
     )
 
 

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from local.sandbox.faults import FaultGate, FaultPlan
+from local.sandbox.faults import FaultGate, FaultKind, FaultPlan, FaultPlanError
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +83,26 @@ class Simulator(Generic[S]):
         self._gate.reset()
 
 
+def _bad_plan(detail: str, errors: dict[str, list[str]]) -> Response:
+    """400 application/problem+json (RFC 9457), `errors` keyed by the plan's JSON path."""
+    body = {
+        "type": "about:blank",
+        "title": "Bad Request",
+        "status": 400,
+        "detail": f"{detail}. Shape: {FAULT_PLAN_EXAMPLE}",
+        "errors": errors,
+    }
+    return JSONResponse(body, status_code=400, media_type="application/problem+json")
+
+
+# What `/_sandbox/faults` takes, for error messages and the `make run` banner.
+FAULT_PLAN_EXAMPLE = (
+    '{"script": [{"kind": "rate_limited"}, {"kind": "unavailable", "retryAfter": 1}, '
+    '{"kind": "none"}], "probabilities": {"server_error": 0.1}, "seed": 1, '
+    '"rateLimitPerSecond": 5}; kinds: ' + ", ".join(kind.value for kind in FaultKind) + ", none"
+)
+
+
 def admin_routes(sandbox: Sandbox) -> list[BaseRoute]:
     """The `/_sandbox/...` routes for one simulator."""
 
@@ -102,9 +122,12 @@ def admin_routes(sandbox: Sandbox) -> list[BaseRoute]:
         raw = await request.body()
         try:
             data = json.loads(raw) if raw.strip() else {}
+        except ValueError as exc:  # json.JSONDecodeError, UnicodeDecodeError, huge integers
+            return _bad_plan(f"the fault plan is not JSON: {exc}", {"": ["not JSON"]})
+        try:
             plan = FaultPlan.from_json(data, clock=sandbox.gate.plan.clock)
-        except ValueError as exc:  # json.JSONDecodeError is a ValueError
-            return JSONResponse({"error": str(exc)}, status_code=400)
+        except FaultPlanError as exc:
+            return _bad_plan(str(exc), exc.errors)
         sandbox.gate.plan = plan
         logger.info("sandbox fault plan replaced")
         return JSONResponse(plan.to_json())

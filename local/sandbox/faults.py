@@ -17,9 +17,9 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 
@@ -78,14 +78,39 @@ class Fault:
 
 
 RATE_LIMIT_FAULT = Fault(FaultKind.RATE_LIMITED, retry_after=1)
+NO_FAULT = "none"  # a script entry that lets one request through
+
+
+class FaultPlanError(ValueError):
+    """A fault plan that cannot be used: `errors` says what is wrong, keyed by JSON path."""
+
+    def __init__(self, errors: Mapping[str, list[str]]) -> None:
+        self.errors = dict(errors)
+        summary = "; ".join(f"{path or 'plan'}: {', '.join(m)}" for path, m in self.errors.items())
+        super().__init__(f"invalid fault plan: {summary}")
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
 
 
 class _FaultSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    kind: FaultKind | Literal["none"]
+    kind: str
     retry_after: int | None = Field(default=None, alias="retryAfter", ge=0)
     delay_seconds: float = Field(default=1.0, alias="delaySeconds", ge=0)
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        kinds = [kind.value for kind in FaultKind] + [NO_FAULT]
+        if value not in kinds:
+            raise ValueError(f"must be one of {', '.join(kinds)}")
+        return value
 
 
 class _PlanSpec(BaseModel):
@@ -144,22 +169,29 @@ class FaultPlan:
         try:
             spec = _PlanSpec.model_validate(data)
         except ValidationError as exc:
-            raise ValueError(f"invalid fault plan: {exc}") from exc
+            errors: dict[str, list[str]] = {}
+            for error in exc.errors(include_url=False):
+                errors.setdefault(_path(tuple(error["loc"])), []).append(error["msg"])
+            raise FaultPlanError(errors) from exc
         script: list[Fault | None] = []
         for item in spec.script:
-            if item.kind == "none":
+            if item.kind == NO_FAULT:
                 script.append(None)
                 continue
-            default = Fault.of(item.kind)
+            kind = FaultKind(item.kind)
+            default = Fault.of(kind)
             retry_after = item.retry_after if item.retry_after is not None else default.retry_after
-            script.append(Fault(item.kind, retry_after=retry_after, delay=item.delay_seconds))
-        return cls(
-            script=script,
-            probabilities=spec.probabilities,
-            seed=spec.seed,
-            rate_limit_per_second=spec.rate_limit_per_second,
-            clock=clock,
-        )
+            script.append(Fault(kind, retry_after=retry_after, delay=item.delay_seconds))
+        try:
+            return cls(
+                script=script,
+                probabilities=spec.probabilities,
+                seed=spec.seed,
+                rate_limit_per_second=spec.rate_limit_per_second,
+                clock=clock,
+            )
+        except ValueError as exc:
+            raise FaultPlanError({"probabilities": [str(exc)]}) from exc
 
     def to_json(self) -> dict[str, Any]:
         """The plan as it stands (remaining script), camelCase."""

@@ -6,8 +6,10 @@
 - Retries (stamina): connect errors, timeouts, 408, 429, 500, 502, 503, 504 - exponential
   backoff with jitter, `Retry-After` (seconds or HTTP-date) honored and capped, within a total
   time budget that also bounds each attempt's timeout. Never 400/401/403/404/422.
-- Every attempt is logged with its number, method, path (no query), status and duration.
-  Headers and bodies are never logged.
+- Every attempt is logged with its number, method, path (no query), status and duration, and
+  every retry with its upstream, the attempt that failed, why and the wait (our own stamina
+  hook, which replaces stamina's bare `stamina.retry_scheduled` line). Headers and bodies are
+  never logged.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any, Protocol
 import httpx
 import stamina
 from aiolimiter import AsyncLimiter
+from stamina.instrumentation import RetryDetails, set_on_retry_hooks
 
 from shared.errors import (
     Upstream,
@@ -64,11 +67,11 @@ def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
     if value is None:
         return None
     text = value.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # str.isdigit() is also true for "²" and "٣"
         return float(text)
     try:
         when = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
@@ -120,6 +123,20 @@ class RetryDecider:
         return remaining > self.policy.max_wait_seconds
 
 
+def log_retry(details: RetryDetails) -> None:
+    """stamina's on-retry hook: one line per scheduled retry, naming the call (`upstream=...`,
+    set with `with_name`), the attempt that failed, why, and the wait before the next one."""
+    cause = details.caused_by
+    reason = cause.reason if isinstance(cause, _Transient) else type(cause).__name__
+    logger.warning(
+        "%s attempt=%d failed (%s): retrying in %.2f s",
+        details.name,
+        details.retry_num,
+        reason,
+        details.wait_for,
+    )
+
+
 @dataclass(frozen=True)
 class Delivered:
     """An upstream answer that is not a transient failure, and how many attempts it took."""
@@ -146,6 +163,8 @@ class ResilientHttp:
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.upstream: Upstream = upstream
+        # Process-wide, idempotent: our retry line instead of stamina's default logging hook.
+        set_on_retry_hooks([log_retry])
         self._policy = policy
         self._timeout = timeout
         self._clock = clock
@@ -187,7 +206,7 @@ class ResilientHttp:
                 wait_initial=self._policy.initial_wait_seconds,
                 wait_max=self._policy.max_wait_seconds,
                 wait_jitter=self._policy.initial_wait_seconds,
-            ):
+            ).with_name(f"upstream={self.upstream} {request.method} {request.url.path}", (), {}):
                 with attempt:
                     attempts += 1
                     try:

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    StringConstraints,
+    WithJsonSchema,
+)
 from pydantic.alias_generators import to_camel
 
 
@@ -29,24 +37,49 @@ class CamelModel(BaseModel):
     )
 
 
+# Control (Cc), format (Cf: zero-width and bidirectional overrides such as U+202E) and line or
+# paragraph separators (Zl, Zp): invisible or misleading in a log, a ticket or D3's audit trail.
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def _printable(value: str) -> str:
+    """The text itself, or a ValueError naming the first control or format character in it."""
+    for char in value:
+        if unicodedata.category(char) in _REFUSED_CATEGORIES:
+            raise ValueError(
+                f"must not contain control, format or separator characters, got U+{ord(char):04X}"
+            )
+    return value
+
+
+def _integer_as_decimal(value: object) -> object:
+    """A JSON integer (Sentinel's `incidentNumber` is one) as the decimal string the vendors'
+    schemas ask for. Booleans and floats are left alone, so they are refused as strings."""
+    if type(value) is int:
+        return str(value)
+    return value
+
+
 # An identifier from a payload: bounded, printable, never empty. Never part of a URL.
 BoundedId = Annotated[
     str,
-    StringConstraints(
-        strip_whitespace=True, min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$"
-    ),
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=128),
+    AfterValidator(_printable),
 ]
-# A D3 incident number such as "20231025-130".
+# An incident number: D3's "20231025-130" or ContraForce's "1001"; a JSON integer is taken too.
 IncidentNumber = Annotated[
     str,
-    StringConstraints(
-        strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$"
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
+    AfterValidator(_printable),
+    BeforeValidator(_integer_as_decimal),
+    WithJsonSchema(
+        {"anyOf": [{"type": "string", "minLength": 1, "maxLength": 64}, {"type": "integer"}]},
+        mode="validation",
     ),
 ]
 # A D3 user or site name.
 D3Name = Annotated[
     str,
-    StringConstraints(
-        strip_whitespace=True, min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$"
-    ),
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=256),
+    AfterValidator(_printable),
 ]

@@ -50,13 +50,19 @@ Action = Literal["unlink_ticket", "remove_linked_incidents"]
 
 
 class IncidentInput(InboundModel):
+    """The incident to unlink. ContraForce's own `IncidentReference`, `workspaceId` included,
+    is taken as is: its `workspaceId` must then equal the top-level one, or stand alone."""
+
     id: BoundedId | None = None
-    number: BoundedId | None = None
+    number: IncidentNumber | None = None
     source: Source | None = None
+    workspace_id: UUID | None = Field(default=None, alias="workspaceId")
 
 
 class UnlinkTicketInput(InboundModel):
-    workspace_id: UUID = Field(alias="workspaceId")
+    """`workspaceId` may be left out when `incident.workspaceId` gives it."""
+
+    workspace_id: UUID | None = Field(default=None, alias="workspaceId")
     incident: IncidentInput
 
 

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from pydantic import BeforeValidator, Field, StrictBool, field_validator
 
-from shared.models.base import BoundedId, InboundModel, VendorModel
+from shared.models.base import BoundedId, InboundModel, IncidentNumber, VendorModel
 
 
 class IncidentSource(StrEnum):
@@ -43,7 +43,7 @@ class IncidentReference(InboundModel):
     id: BoundedId | None = None
     source: Source | None = None
     workspace_id: BoundedId | None = Field(default=None, alias="workspaceId")
-    number: BoundedId | None = None
+    number: IncidentNumber | None = None
 
 
 class UnlinkServiceTicketRequest(InboundModel):

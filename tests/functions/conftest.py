@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
+from urllib.parse import urlencode
 
 import azure.functions as func
 import pytest
@@ -65,7 +66,7 @@ async def call(
     content = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
     request = func.HttpRequest(
         method=method,
-        url=f"http://localhost:7071/api/{path}",
+        url=f"http://localhost:7071/api/{path}" + (f"?{urlencode(params)}" if params else ""),
         headers={"Content-Type": "application/json", **(headers or {})},
         params=params or {},
         route_params=route_params or {},

@@ -294,8 +294,9 @@ async def test_d3_with_jwt_credentials_mints_a_token_the_simulator_accepts(
 
 
 async def test_d3_refusing_a_caller_chosen_user_is_the_callers_403_not_our_502(
-    sandbox: Sandboxes,
+    sandbox: Sandboxes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("D3_ALLOWED_IDENTITIES", f"intruder@{DEMO_SITE}")  # we allow, D3 refuses
     body = {
         "username": "intruder",
         "sourceIncident": "20231025-130",

@@ -48,7 +48,7 @@ def test_invalid_fault_plan_is_400_and_keeps_the_old_plan(
 ) -> None:
     response = cf_http.post("/_sandbox/faults", json={"script": [{"kind": "meteor"}]})
     assert response.status_code == 400
-    assert "error" in response.json()
+    assert response.json()["errors"]["script[0].kind"]
     assert cf_http.post(CF_UNLINK, json=LINKED, headers=cf_auth).status_code == 200
 
 

@@ -37,7 +37,7 @@ def incoming(
     query: dict[str, str] | None = None,
 ) -> Incoming:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return Incoming(raw, content_type, route or {}, query or {})
+    return Incoming(raw, content_type, route or {}, list((query or {}).items()))
 
 
 def test_non_json_content_type_is_415_naming_the_header() -> None:
@@ -221,7 +221,8 @@ def test_canonical_remove_bulk_becomes_one_command_per_item() -> None:
             {"site": "Other", "sourceIncident": "3", "linkedIncidents": ["4", "5"]},
         ]
     }
-    commands = canonical_remove(incoming(body), settings())
+    allowed = settings(d3_allowed_identities="Admin@SOC,Admin@Other")
+    commands = canonical_remove(incoming(body), allowed)
     assert [
         (c.site, c.linked_incidents) for c in commands if isinstance(c, RemoveLinkedIncidents)
     ] == [

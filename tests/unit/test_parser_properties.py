@@ -59,7 +59,7 @@ json_values = st.recursive(
 
 
 def _parse(parser: Parser, body: bytes) -> None:
-    incoming = Incoming(body, "application/json", WORKSPACE, {})
+    incoming = Incoming(body, "application/json", WORKSPACE, ())
     refused: RequestRejected | None = None
     try:
         commands = parser(incoming, SETTINGS)
