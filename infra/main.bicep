@@ -127,6 +127,9 @@ param d3DefaultUsername string = ''
 @description('D3_DEFAULT_SITE: D3 site used when a request names none.')
 param d3DefaultSite string = ''
 
+@description('D3_ALLOWED_IDENTITIES: user@site pairs (comma-separated) callers may act as on D3; empty: the default user and site only.')
+param d3AllowedIdentities string = ''
+
 @description('D3_RATE_LIMIT_PER_SECOND: requests per second to D3, per instance.')
 param d3RateLimitPerSecond string = ''
 
@@ -382,6 +385,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'D3_DEFAULT_SITE'
           value: d3DefaultSite
+        }
+        {
+          name: 'D3_ALLOWED_IDENTITIES'
+          value: d3AllowedIdentities
         }
         {
           name: 'D3_RATE_LIMIT_PER_SECOND'

@@ -43,6 +43,7 @@ _ECHO_LIMIT = 64
 DRY_RUN: Final = "dryRun"
 # The function key (`?code=`) is the host's business; every other parameter must be known.
 _HOST_PARAMETERS: Final = frozenset({"code"})
+_KNOWN_PARAMETERS: Final = frozenset({DRY_RUN.casefold(), *_HOST_PARAMETERS})
 _TRUE: Final = frozenset({"", "true", "1"})
 _FALSE: Final = frozenset({"false", "0"})
 
@@ -113,8 +114,8 @@ def decode_json(body: bytes) -> Any:
         ) from exc
     except ValueError as exc:  # an integer literal over Python's 4,300-digit conversion limit
         raise RequestRejected(
-            f"body is not usable JSON: {exc}",
-            errors={"": ["a number in the body has too many digits"]},
+            "body is not usable JSON: a number in it has more than 4,300 digits",
+            errors={"": ["a number has more than 4,300 digits"]},
             code="MALFORMED_JSON",
         ) from exc
     except RecursionError as exc:
@@ -176,9 +177,6 @@ def dry_run_requested(incoming: Incoming) -> bool:
             errors={DRY_RUN: ["given more than once with different values"]},
         )
     return flags == {True}
-
-
-_KNOWN_PARAMETERS: Final = frozenset({DRY_RUN.casefold(), *_HOST_PARAMETERS})
 
 
 def _flag(value: str) -> bool:
