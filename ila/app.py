@@ -421,6 +421,7 @@ def webhook_send(
         {
             "type": UNLINKING_EVENT,
             "timestamp": datetime.now(UTC).isoformat(),
+            "isTest": test,  # signed: the app trusts X-CF-Test only where the body agrees
             "data": {
                 "accountId": workspace,
                 "incidentId": incident_id,

@@ -136,9 +136,9 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] = os.environ) -> 
             "(set PORT/HOST as for make run, or --url)\n"
         )
         return 2
-    sys.stdout.write(
-        f"HTTP {reply.status_code} {reply.headers.get('location', '')}\n{reply.text}\n"
-    )
+    location = reply.headers.get("location")
+    where = str(reply.url.join(location)) if location else ""  # a path locally: shown in full
+    sys.stdout.write(f"HTTP {reply.status_code} {where}\n{reply.text}\n")
     return 0 if reply.is_success else 1
 
 

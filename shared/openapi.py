@@ -28,6 +28,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from shared.config import get_settings
+from shared.models.base import PRINTABLE_PATTERN, REFUSED_CHARACTERS
 from shared.models.commands import (
     RemoveLinkedIncidentsBulkInput,
     RemoveLinkedIncidentsInput,
@@ -241,8 +242,8 @@ def _schemas() -> dict[str, Any]:
 # The identifier types of shared/models/base.py: printable, stripped of surrounding whitespace,
 # then at least one character. After stripping, a blank value is empty and refused, so the
 # document asks for one character that is neither a control nor whitespace.
-_PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
-_NOT_BLANK = r"^[^\x00-\x1f\x7f]*[^\x00-\x1f\x7f\s][^\x00-\x1f\x7f]*$"
+_PRINTABLE = PRINTABLE_PATTERN
+_NOT_BLANK = f"^[^{REFUSED_CHARACTERS}]*[^{REFUSED_CHARACTERS}\\s][^{REFUSED_CHARACTERS}]*$"
 _ONE_OF_ID_OR_NUMBER = "Give `id` or `number` (one of them is required; both are allowed)."
 
 
@@ -275,6 +276,14 @@ def _as_accepted(schemas: dict[str, Any]) -> dict[str, Any]:
     reference["description"] += (
         " `workspaceId` comes from the path (a body value must equal it; leave it out)."
     )
+    # A canonical unlink names its workspace at the top or inside `incident`: the app also takes
+    # both when they are equal, which a schema cannot say, so the document asks for one of them.
+    given = {"required": ["workspaceId"], "properties": {"workspaceId": {"type": "string"}}}
+    absent = {"not": {"required": ["workspaceId"]}}
+    schemas["UnlinkTicketInput"]["anyOf"] = [
+        {**given, "properties": {**given["properties"], "incident": absent}},
+        {**absent, "required": ["incident"], "properties": {"incident": given}},
+    ]
     request = schemas["UnlinkServiceTicketRequest"]
     request["properties"]["incident"] = _ref("IncidentReference")
     request["required"] = ["incident"]

@@ -42,6 +42,15 @@ class CamelModel(BaseModel):
 _REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
 
 
+# The same refusal in the API description (Cc, Zl, Zp and the Cf characters of the Basic
+# Multilingual Plane; an ECMA-262 pattern, as OpenAPI and Swagger documents use).
+REFUSED_CHARACTERS = (
+    r"\x00-\x1f\x7f-\x9f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u180e"
+    r"\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+)
+PRINTABLE_PATTERN = f"^[^{REFUSED_CHARACTERS}]+$"
+
+
 def _printable(value: str) -> str:
     """The text itself, or a ValueError naming the first control or format character in it."""
     for char in value:
@@ -65,6 +74,10 @@ BoundedId = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=128),
     AfterValidator(_printable),
+    WithJsonSchema(
+        {"type": "string", "minLength": 1, "maxLength": 128, "pattern": PRINTABLE_PATTERN},
+        mode="validation",
+    ),
 ]
 # An incident number: D3's "20231025-130" or ContraForce's "1001"; a JSON integer is taken too.
 IncidentNumber = Annotated[
@@ -73,7 +86,12 @@ IncidentNumber = Annotated[
     AfterValidator(_printable),
     BeforeValidator(_integer_as_decimal),
     WithJsonSchema(
-        {"anyOf": [{"type": "string", "minLength": 1, "maxLength": 64}, {"type": "integer"}]},
+        {
+            "anyOf": [
+                {"type": "string", "minLength": 1, "maxLength": 64, "pattern": PRINTABLE_PATTERN},
+                {"type": "integer"},
+            ]
+        },
         mode="validation",
     ),
 ]
@@ -82,4 +100,8 @@ D3Name = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=256),
     AfterValidator(_printable),
+    WithJsonSchema(
+        {"type": "string", "minLength": 1, "maxLength": 256, "pattern": PRINTABLE_PATTERN},
+        mode="validation",
+    ),
 ]

@@ -164,9 +164,7 @@ def test_a_missing_setting_is_not_configured_naming_it(app: Stack) -> None:
     }
     host = start_host(settings)
     try:
-        request = RemoveLinkedIncidentsInput(
-            sourceIncident="1", linkedIncidents=["2"], site="s", username="u"
-        )
+        request = RemoveLinkedIncidentsInput(sourceIncident="1", linkedIncidents=["2"])
         ila = Client(host.base_url, key=FUNCTION_KEY, retry=FAST)
         with ila, pytest.raises(NotConfigured) as caught:
             ila.remove_linked_incidents(request)

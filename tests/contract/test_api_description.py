@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import unicodedata
 from typing import Any
 
 import pytest
@@ -10,6 +12,7 @@ from jsonschema_rs import Draft4Validator, Draft202012Validator
 from openapi_spec_validator import validate
 
 from shared.errors import NotConfigured
+from shared.models.base import PRINTABLE_PATTERN
 from shared.openapi import ROUTES, openapi, swagger
 from tests.conftest import Sandboxes
 from tests.functions.conftest import call, registered
@@ -258,3 +261,17 @@ async def test_action_routes_do_not_send_cors_headers(sandbox: Sandboxes) -> Non
     )
     assert reply.status == 200
     assert not [h for h in reply.headers if h.startswith("access-control-")]
+
+
+def test_the_documented_identifier_pattern_refuses_exactly_the_characters_the_app_refuses() -> None:
+    """Every Basic Multilingual Plane character: the document's pattern and the models agree
+    (Cc, Cf, Zl and Zp refused), so a schema-valid identifier is one the app accepts."""
+    pattern = re.compile(PRINTABLE_PATTERN)
+    disagree = [
+        f"U+{code:04X}"
+        for code in range(0x10000)
+        if not 0xD800 <= code <= 0xDFFF
+        and (pattern.match(chr(code)) is None)
+        != (unicodedata.category(chr(code)) in {"Cc", "Cf", "Zl", "Zp"})
+    ]
+    assert disagree == []

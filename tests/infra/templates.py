@@ -42,6 +42,8 @@ NOT_SET_IN_AZURE = {
     " AzureWebJobsStorage__* settings, and a connection string would carry an account key",
     "WEBSITE_HOSTNAME": "App Service sets it (the app's default host name); an app setting would"
     " only go stale",
+    "PUBLIC_BASE_URL": "only for a custom domain: unset, a 202's Location is built from"
+    " WEBSITE_HOSTNAME",
 }
 
 # Built-in role definitions the app's identity holds, each on one resource type.
