@@ -111,7 +111,10 @@ class Operation:
             operation_id=header.operation_id,
             action=header.action,
             upstream=upstream,
-            attempts=sum(item.attempts for _, group in groups for item in group),
+            # Upstream attempts so far; while the first run is under way, the runs started.
+            attempts=max(
+                sum(item.attempts for _, group in groups for item in group), header.attempts
+            ),
             started_at=header.created_at,
             finished_at=header.finished_at,
             replies=tuple(row.reply for row in self.commands if row.reply is not None),

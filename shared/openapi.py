@@ -278,8 +278,11 @@ def _as_accepted(schemas: dict[str, Any]) -> dict[str, Any]:
     )
     # A canonical unlink names its workspace at the top or inside `incident`: the app also takes
     # both when they are equal, which a schema cannot say, so the document asks for one of them.
-    given = {"required": ["workspaceId"], "properties": {"workspaceId": {"type": "string"}}}
-    absent = {"not": {"required": ["workspaceId"]}}
+    given: dict[str, Any] = {
+        "required": ["workspaceId"],
+        "properties": {"workspaceId": {"type": "string"}},
+    }
+    absent: dict[str, Any] = {"not": {"required": ["workspaceId"]}}
     schemas["UnlinkTicketInput"]["anyOf"] = [
         {**given, "properties": {**given["properties"], "incident": absent}},
         {**absent, "required": ["incident"], "properties": {"incident": given}},

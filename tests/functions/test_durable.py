@@ -448,3 +448,17 @@ async def test_duplicate_queue_delivery_does_not_act_twice(
     await queues.drain()
     assert len(sandbox.contraforce.state.effects) == 1
     assert sandbox.contraforce.gate.counters.action_requests == 1
+
+
+async def test_a_repeat_while_the_first_request_runs_is_202_counting_the_run_under_way(
+    queues: Queues, sandbox: Sandboxes
+) -> None:
+    headers = {"Idempotency-Key": f"running-{uuid.uuid4()}"}
+    sandbox.contraforce.faults = FaultPlan(script=[Fault(FaultKind.SLOW, delay=1.0)])
+    first = asyncio.create_task(call("unlink_ticket", UNLINK, unlink_body(), headers=headers))
+    while sandbox.contraforce.gate.counters.action_requests == 0:  # noqa: ASYNC110 - a counter
+        await asyncio.sleep(0.01)  # the first request's upstream call is in flight
+    repeat = await call("unlink_ticket", UNLINK, unlink_body(), headers=headers)
+    assert (repeat.status, repeat.body["status"], repeat.body["attempts"]) == (202, "pending", 1)
+    assert (await first).status == 200
+    assert sandbox.contraforce.gate.counters.action_requests == 1
