@@ -6,6 +6,7 @@ development account key is public (Microsoft documents it); it only opens this e
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import time
@@ -17,6 +18,10 @@ ACCOUNT = "devstoreaccount1"
 ACCOUNT_KEY = (
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )
+# A second account for tests that run the worker in-process, so the queue triggers of local
+# host processes (on the default account) never take their messages. Azurite takes custom
+# accounts from AZURITE_ACCOUNTS and then serves only those, so the default is listed too.
+PRIVATE_ACCOUNT = "inprocessaccount"
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -30,12 +35,15 @@ class Azurite:
 
     @property
     def connection_string(self) -> str:
+        return self.connection_string_for(ACCOUNT)
+
+    def connection_string_for(self, account: str) -> str:
         base = f"http://{self.host}"
         return (
-            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
-            f"BlobEndpoint={base}:{self.blob_port}/{ACCOUNT};"
-            f"QueueEndpoint={base}:{self.queue_port}/{ACCOUNT};"
-            f"TableEndpoint={base}:{self.table_port}/{ACCOUNT};"
+            f"DefaultEndpointsProtocol=http;AccountName={account};AccountKey={ACCOUNT_KEY};"
+            f"BlobEndpoint={base}:{self.blob_port}/{account};"
+            f"QueueEndpoint={base}:{self.queue_port}/{account};"
+            f"TableEndpoint={base}:{self.table_port}/{account};"
         )
 
     def stop(self) -> None:
@@ -98,6 +106,10 @@ def _start(host: str, timeout: float) -> Azurite:
             *("--tableHost", host, "--tablePort", str(ports[2])),
         ],
         cwd=ROOT,
+        env={
+            **os.environ,
+            "AZURITE_ACCOUNTS": f"{ACCOUNT}:{ACCOUNT_KEY};{PRIVATE_ACCOUNT}:{ACCOUNT_KEY}",
+        },
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -20,7 +20,7 @@ import pytest
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue.aio import QueueClient
 
-from local.azurite import Azurite
+from local.azurite import PRIVATE_ACCOUNT, Azurite
 from local.host import QueueFunction
 from local.queues import QueueOptions, QueueRunner, queue_client
 from local.sandbox.contraforce_state import DEMO_WORKSPACE_ID
@@ -64,7 +64,7 @@ class Queues:
 
 
 def _client(azurite: Azurite, name: str) -> QueueClient:
-    return queue_client(azurite.connection_string, name)
+    return queue_client(azurite.connection_string_for(PRIVATE_ACCOUNT), name)
 
 
 @pytest.fixture
@@ -72,7 +72,7 @@ async def queues(
     sandbox: Sandboxes, azurite: Azurite, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Queues]:
     for name, value in {
-        "AzureWebJobsStorage": azurite.connection_string,
+        "AzureWebJobsStorage": azurite.connection_string_for(PRIVATE_ACCOUNT),
         "QUEUE_MAX_ATTEMPTS": "3",
         "QUEUE_RETRY_MAX_DELAY_SECONDS": "0",
         "RETRY_ATTEMPTS": "2",
@@ -392,7 +392,10 @@ def replay_poison_command(azurite: Azurite) -> str:
     """The operator's command, as an operator runs it."""
     result = subprocess.run(
         [sys.executable, "-m", "shared.cli", "replay-poison"],
-        env={"PATH": os.environ.get("PATH", ""), "AzureWebJobsStorage": azurite.connection_string},
+        env={
+            "PATH": os.environ.get("PATH", ""),
+            "AzureWebJobsStorage": azurite.connection_string_for(PRIVATE_ACCOUNT),
+        },
         cwd=Path(__file__).parents[2],
         capture_output=True,
         text=True,

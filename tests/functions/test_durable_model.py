@@ -43,7 +43,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from local.azurite import Azurite
+from local.azurite import PRIVATE_ACCOUNT, Azurite
 from local.queues import queue_client
 from local.sandbox.contraforce_state import DEMO_WORKSPACE_ID
 from local.sandbox.faults import Fault, FaultKind, FaultPlan
@@ -115,7 +115,9 @@ class DurableCore(RuleBasedStateMachine):
         self.sim = self.world.sandboxes.contraforce
         self.sim.reset()
         self.settings: Settings = get_settings()
-        self.work = queue_client(self.world.azurite.connection_string, storage.QUEUE_NAME)
+        self.work = queue_client(
+            self.world.azurite.connection_string_for(PRIVATE_ACCOUNT), storage.QUEUE_NAME
+        )
         self.run(durable.store_for(self.settings))  # creates the queues and the table
         self.run(self.work.clear_messages())
 
@@ -481,7 +483,7 @@ def test_durable_core_holds_its_invariants_under_crashes_repeats_races_and_fault
         "RETRY_ATTEMPTS": "2",
         "RETRY_BUDGET_SECONDS": "5",
         "HTTP_TIMEOUT_SECONDS": "2",
-        "AzureWebJobsStorage": azurite.connection_string,
+        "AzureWebJobsStorage": azurite.connection_string_for(PRIVATE_ACCOUNT),
         "QUEUE_MAX_ATTEMPTS": "3",
         "QUEUE_RETRY_MAX_DELAY_SECONDS": "0",
         "MAX_BULK_ITEMS": "1000",
