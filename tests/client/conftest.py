@@ -1,5 +1,5 @@
 """The app as `make run` serves it (`python -m local` in its own process) against the
-simulators and Azurite, for the client and `ila` tests."""
+simulators and Azurite, for the client and `ila` tests: the end-to-end tests' host, shared."""
 
 from __future__ import annotations
 
@@ -7,24 +7,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from local.azurite import Azurite
-from local.sandbox.settings import FAST_RETRIES
-from tests.conftest import Sandboxes
-from tests.e2e.conftest import Stack, start_host
+from tests.e2e.conftest import Stack, stack
+
+__all__ = ["app", "app_host", "stack"]
 
 
 @pytest.fixture(scope="session")
-def app_host(azurite: Azurite, sandboxes: Sandboxes) -> Iterator[Stack]:
-    settings = {
-        **sandboxes.settings,
-        **FAST_RETRIES,
-        "AzureWebJobsStorage": azurite.connection_string,
-    }
-    host = start_host(settings)
-    try:
-        yield Stack(host.base_url, sandboxes.contraforce, sandboxes.d3, settings)
-    finally:
-        host.stop()
+def app_host(stack: Stack) -> Stack:
+    return stack
 
 
 @pytest.fixture

@@ -12,44 +12,17 @@ documented 422): each generated request gets a key of its own.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode, checks
 
-from function_app import app
-from local.azurite import Azurite
-from local.host import LocalHost
-from local.server import serve_in_thread
-from shared import storage
-from shared.clients import registry
 from shared.openapi import openapi
-from tests.conftest import Sandboxes
+from tests.fuzz.conftest import KEY
 
-KEY = "positive-data-function-key"
 schema = schemathesis.openapi.from_dict(openapi())
 schema.config.generation.update(modes=[GenerationMode.POSITIVE])
-
-
-@pytest.fixture
-def served(
-    sandboxes: Sandboxes, azurite: Azurite, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[str]:
-    for name, value in {
-        **sandboxes.settings,
-        "AzureWebJobsStorage": azurite.connection_string,
-        "CONTRAFORCE_WEBHOOK_SECRETS": "positive-data-webhook-secret",
-        "RETRY_ATTEMPTS": "1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    host = LocalHost(
-        app, host_json={}, function_key=KEY, on_shutdown=[registry.aclose, storage.aclose]
-    )
-    with serve_in_thread(host.asgi, lifespan="on") as server:
-        yield f"{server.base_url}/api"
 
 
 @schema.parametrize()
@@ -63,10 +36,12 @@ def served(
         HealthCheck.function_scoped_fixture,
     ],
 )
-def test_every_schema_valid_request_is_accepted(case: schemathesis.Case[Any], served: str) -> None:
+def test_every_schema_valid_request_is_accepted(
+    case: schemathesis.Case[Any], base_url: str
+) -> None:
     if case.headers and "Idempotency-Key" in case.headers:
         case.headers["Idempotency-Key"] = f"positive-{uuid.uuid4()}"
-    response = case.call(base_url=served, headers={"x-functions-key": KEY}, timeout=30)
+    response = case.call(base_url=base_url, headers={"x-functions-key": KEY}, timeout=30)
     if upstream_verdict(response):
         case.validate_response(response, checks=[checks.not_a_server_error])
     else:

@@ -9,26 +9,17 @@ parameters, `X-Correlation-Id`, `traceparent`, odd `Prefer` and `Idempotency-Key
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode, checks
 from schemathesis.hooks import HookContext
 
-from function_app import app
-from local.azurite import Azurite
-from local.host import LocalHost
-from local.server import serve_in_thread
-from shared import storage
-from shared.clients import registry
 from shared.openapi import openapi
-from tests.conftest import Sandboxes
+from tests.fuzz.conftest import KEY
 
-KEY = "fuzz-function-key"
 schema = schemathesis.openapi.from_dict(openapi())
 # What the issue asks: no 5xx, documented statuses and content types, schema-valid answers.
 # (Not positive_data_acceptance: a schema-valid body can still be refused for reasons a
@@ -81,24 +72,6 @@ CHECKS = [
     checks.response_schema_conformance,
     checks.response_headers_conformance,
 ]
-
-
-@pytest.fixture
-def base_url(
-    sandboxes: Sandboxes, azurite: Azurite, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[str]:
-    for name, value in {
-        **sandboxes.settings,
-        "AzureWebJobsStorage": azurite.connection_string,
-        "CONTRAFORCE_WEBHOOK_SECRETS": "fuzz-webhook-secret",
-        "RETRY_ATTEMPTS": "1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    host = LocalHost(
-        app, host_json={}, function_key=KEY, on_shutdown=[registry.aclose, storage.aclose]
-    )
-    with serve_in_thread(host.asgi, lifespan="on") as server:
-        yield f"{server.base_url}/api"
 
 
 @schema.parametrize()
