@@ -387,7 +387,7 @@ def _where_section(results: Results) -> list[str]:
             "### The pacer alone",
             "",
             (
-                f"`AsyncLimiter(1, 1/{pacing.rate:g})` with {pacing.waiters} waiting tasks and "
+                f"`Pacer({pacing.rate:g})` with {pacing.waiters} waiting tasks and "
                 f"nothing else running: {pacing.slots} slots in {pacing.seconds:.2f} s = "
                 f"{pacing.achieved_rate:.2f}/s (one slot every {pacing.interval_ms:.2f} ms "
                 f"instead of {1000 / pacing.rate:.2f} ms)."
@@ -470,12 +470,8 @@ def _findings(results: Results) -> list[str]:
             )
         if results.pacing is not None:
             line += (
-                "; the pacer alone (`AsyncLimiter(1, 1/R)`, nothing else running) gives "
-                f"{results.pacing.achieved_rate:.2f}/s. With a capacity of 1 the bucket cannot "
-                "go below empty, so any lateness in waking the next waiter (epoll rounds timer "
-                "waits up to whole milliseconds; callbacks queued ahead of the waiter) is lost "
-                "for good and every interval is 1/R plus that lateness; in the host the loop is "
-                "also busy with responses, so the lateness grows"
+                "; the pacer alone (`Pacer(R)`, nothing else running) gives "
+                f"{results.pacing.achieved_rate:.2f}/s"
             )
         out.append(line + ".")
     first, last, growth = p4_growth(results)

@@ -1,8 +1,9 @@
 """The resilient sender every upstream client uses: pooled client, pacing, retries, redaction.
 
 - One `httpx.AsyncClient` per upstream (pooled, explicit timeouts), built by the upstream client.
-- Pacing: at most `rate_limit_per_second` requests leave per second (D3 documents 50/s), so
-  bulk work stays under the limit instead of provoking 429s.
+- Pacing (`shared.clients.pacing`): at most `rate_limit_per_second` requests leave in any
+  rolling second (D3 documents 50/s), so bulk work stays under the limit instead of provoking
+  429s; a caller below the limit never waits.
 - Retries (stamina): connect errors, timeouts, 408, 429, 500, 502, 503, 504 - exponential
   backoff with jitter, `Retry-After` (seconds or HTTP-date) honored and capped, within a total
   time budget that also bounds each attempt's timeout. Never 400/401/403/404/422.
@@ -24,8 +25,8 @@ from typing import Any, Protocol
 
 import httpx
 import stamina
-from aiolimiter import AsyncLimiter
 
+from shared.clients.pacing import Pacer
 from shared.errors import (
     Upstream,
     UpstreamAuthRejected,
@@ -136,10 +137,7 @@ class ResilientHttp:
         self._timeout = timeout
         self._clock = clock
         self._wall_clock = wall_clock
-        # One request per 1/R seconds, no burst: a burst of R could exceed a rolling window.
-        self._limiter = (
-            AsyncLimiter(1, 1.0 / rate_limit_per_second) if rate_limit_per_second else None
-        )
+        self._pacer = Pacer(rate_limit_per_second) if rate_limit_per_second else None
         self._client = httpx.AsyncClient(
             base_url=base_url,
             auth=auth,
@@ -190,8 +188,8 @@ class ResilientHttp:
     async def _attempt(
         self, request: httpx.Request, number: int, deadline: float
     ) -> httpx.Response:
-        if self._limiter is not None:
-            await self._limiter.acquire()
+        if self._pacer is not None:
+            await self._pacer.acquire()
         remaining = deadline - self._clock()
         if remaining <= 0:
             raise _Transient("retry budget spent", status=None, retry_after=None)
