@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from typing import Literal
 
 from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -82,6 +83,8 @@ class Settings(BaseSettings):
     d3_default_site: str | None = None
     d3_rate_limit_per_second: float = Field(default=50.0, gt=0)
 
+    # The pool under httpx: aiohttp's (httpx-aiohttp) or httpx's own httpcore (fallback).
+    http_transport: Literal["aiohttp", "httpcore"] = "aiohttp"
     http_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     http_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     retry_attempts: int = Field(default=5, ge=1, le=20)

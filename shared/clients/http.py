@@ -27,6 +27,7 @@ import httpx
 import stamina
 
 from shared.clients.pacing import Pacer
+from shared.clients.transport import POOL_LIMITS
 from shared.errors import (
     Upstream,
     UpstreamAuthRejected,
@@ -142,7 +143,7 @@ class ResilientHttp:
             base_url=base_url,
             auth=auth,
             timeout=timeout,
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            limits=POOL_LIMITS,  # for httpx's default transport; a given one has its own
             transport=transport,
             follow_redirects=False,
             headers={"User-Agent": USER_AGENT},
@@ -188,8 +189,14 @@ class ResilientHttp:
     async def _attempt(
         self, request: httpx.Request, number: int, deadline: float
     ) -> httpx.Response:
-        if self._pacer is not None:
-            await self._pacer.acquire()
+        if self._pacer is None:
+            return await self._attempt_now(request, number, deadline)
+        async with self._pacer.slot():  # answered (or failed) when the block exits
+            return await self._attempt_now(request, number, deadline)
+
+    async def _attempt_now(
+        self, request: httpx.Request, number: int, deadline: float
+    ) -> httpx.Response:
         remaining = deadline - self._clock()
         if remaining <= 0:
             raise _Transient("retry budget spent", status=None, retry_after=None)

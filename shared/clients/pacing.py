@@ -1,19 +1,22 @@
 """Client-side pacing to an upstream's published rate, the way the limit is written.
 
 "50 requests/s" caps every rolling second; it does not ask for one request every 20 ms. So a
-request leaves at once while fewer than N requests left in the last window, and otherwise at the
-moment the oldest of the last N leaves the window (a sliding-window log of N send times):
+request leaves at once while fewer than N requests are in flight or were answered within the
+last window, and otherwise as soon as that is true again (a sliding-window log held as N
+permits, handed out first come first served):
 
 - a caller below the limit never waits (ten calls back to back at 20/s all leave at once);
-- a burst beyond the limit is spread so that no window of `window_seconds` holds more than N;
-- slots are handed out on the ideal grid: a slot is computed from earlier *slots*, never from
-  when a sleeper actually woke, so a late wake-up keeps its slot and costs no later request its
-  own (the loss that made a one-slot bucket run at 48/s instead of 50/s).
-
-The upstream counts arrivals, not our slots: a request that wakes a little late and one that
-leaves on time exactly a window later could land inside one of its seconds. `window_seconds`
-therefore carries a small guard beyond the second (`GUARD_SECONDS`); callers below the limit
-never see it.
+- a burst beyond the limit is spread so that no window holds more than N of its requests,
+  *as the upstream counts them*;
+- a permit comes back one window after its request was **answered**, not after it was sent or
+  after its sender woke up. The upstream counts a request at some moment between our send and
+  its answer, and that moment moves with connection setup and queueing: measured here, four
+  requests sent together reached the simulator up to 250 ms apart, and a pacer that spaced
+  the next window from the send times (the ideal grid) drew 429s
+  (tests/integration/test_transport_parity.py). Counted from the answer, request k+N cannot
+  land within a window of request k however late k was counted. The price is one upstream
+  latency per window per permit (about 0.5 % at 5 ms); no waiter's wake-up time feeds any later
+  slot, so a late wake-up costs nobody else anything.
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ import asyncio
 import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Generic, TypeVar
 
-GUARD_SECONDS = 0.02  # beyond the upstream's second: wake-up lateness and network jitter
+T = TypeVar("T")
 
 
 def window_for(rate_per_second: float) -> tuple[int, float]:
@@ -37,51 +42,97 @@ def window_for(rate_per_second: float) -> tuple[int, float]:
     return 1, 1.0 / rate_per_second
 
 
-class SlidingWindow:
-    """The slots: at most `limit` in any half-open window of `window_seconds`, first come first
-    served, each as early as that allows. Pure bookkeeping; the caller brings the time."""
+class SlidingWindow(Generic[T]):
+    """N permits; pure bookkeeping (the caller brings the time and does the waiting).
+
+    `take` a permit before a request leaves, `end` it once the request is answered (or gave
+    up): the permit is free again one window later. Whoever finds every permit in flight waits
+    in line and is handed the next permit that ends, with the moment it may leave."""
 
     def __init__(self, limit: int, window_seconds: float) -> None:
         if limit < 1 or not window_seconds > 0:
             raise ValueError(f"need limit >= 1 and window > 0, got {limit}, {window_seconds}")
         self.limit = limit
         self.window_seconds = window_seconds
-        self._slots: deque[float] = deque(maxlen=limit)  # the last `limit` slots handed out
+        self._unused = limit
+        self._free_at: deque[float] = deque()  # ended permits, when each is free (ascending)
+        self._line: deque[T] = deque()
 
-    def reserve(self, now: float) -> float:
-        """Hand out the next slot (>= now): `now` if fewer than `limit` slots fall in the last
-        window, else the oldest of the last `limit` slots plus the window."""
-        slot = now
-        if len(self._slots) == self.limit:
-            slot = max(now, self._slots[0] + self.window_seconds)
-        self._slots.append(slot)  # slots never decrease, so the deque stays sorted
-        return slot
+    def take(self, now: float) -> float | None:
+        """A permit: when the request may leave (`now` below the limit), or None if all N are
+        in flight (then `wait_in_line`)."""
+        if self._unused:
+            self._unused -= 1
+            return now
+        if self._free_at:
+            return max(now, self._free_at.popleft())
+        return None
+
+    def wait_in_line(self, waiter: T) -> None:
+        self._line.append(waiter)
+
+    def leave_line(self, waiter: T) -> None:
+        if waiter in self._line:
+            self._line.remove(waiter)
+
+    def end(
+        self, now: float, *, gone: Callable[[T], bool] = lambda _: False
+    ) -> tuple[T, float] | None:
+        """A request was answered at `now`: its permit goes to the first waiter still there
+        (returned with the moment it may leave), or back to the pool."""
+        free_at = now + self.window_seconds
+        while self._line:
+            waiter = self._line.popleft()
+            if not gone(waiter):
+                return waiter, free_at
+        self._free_at.append(free_at)  # answers come in time order: stays ascending
+        return None
 
 
 class Pacer:
-    """Awaits this process's next slot for one upstream. `acquire()` before every attempt."""
+    """Paces one upstream in this process: `async with pacer.slot():` around each attempt."""
 
     def __init__(
         self,
         rate_per_second: float,
         *,
-        guard_seconds: float = GUARD_SECONDS,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         limit, window = window_for(rate_per_second)
         self.rate_per_second = rate_per_second
-        self._window = SlidingWindow(limit, window + guard_seconds)
+        self._window: SlidingWindow[asyncio.Future[float]] = SlidingWindow(limit, window)
         self._clock = clock
         self._sleep = sleep
 
-    async def acquire(self) -> float:
-        """Wait for this request's slot; returns how long it waited (0.0 below the limit).
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[float]:
+        """Wait for this request's turn (yields how long it waited: 0.0 below the limit). The
+        request counts as answered when the block exits, however it exits, so a failed or
+        cancelled request frees its permit too and nothing behind it can stall."""
+        started = self._clock()
+        at = self._window.take(started)
+        if at is None:
+            line: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+            self._window.wait_in_line(line)
+            try:
+                at = await line
+            except asyncio.CancelledError:
+                if line.cancelled():
+                    self._window.leave_line(line)
+                else:  # handed a permit just as it was cancelled
+                    self._end()
+                raise
+        try:
+            delay = at - self._clock()
+            if delay > 0:
+                await self._sleep(delay)
+            yield self._clock() - started if at > started else 0.0
+        finally:
+            self._end()
 
-        A cancelled waiter's slot stays spent: the window only ever errs on the safe side."""
-        now = self._clock()
-        delay = self._window.reserve(now) - now
-        if delay > 0:
-            await self._sleep(delay)
-            return delay
-        return 0.0
+    def _end(self) -> None:
+        handed = self._window.end(self._clock(), gone=lambda line: line.done())
+        if handed is not None:
+            line, at = handed
+            line.set_result(at)

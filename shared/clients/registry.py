@@ -21,6 +21,7 @@ from shared.clients.auth import (
 from shared.clients.contraforce import ContraForceClient, ContraForceCredential
 from shared.clients.d3 import D3Client, D3Credential
 from shared.clients.http import RetryPolicy
+from shared.clients.transport import build_transport
 from shared.config import (
     ApiKeySettings,
     BasicSettings,
@@ -97,6 +98,7 @@ def contraforce(settings: Settings) -> ContraForceClient:
             policy=policy_from(settings),
             timeout=timeout_from(settings),
             rate_limit_per_second=settings.contraforce_rate_limit_per_second,
+            transport=build_transport(settings.http_transport),
         )
     return registry.contraforce
 
@@ -111,6 +113,7 @@ def d3(settings: Settings) -> D3Client:
             policy=policy_from(settings),
             timeout=timeout_from(settings),
             rate_limit_per_second=settings.d3_rate_limit_per_second,
+            transport=build_transport(settings.http_transport),
         )
     return registry.d3
 
