@@ -214,7 +214,8 @@ def probe_pacing(rate: float, *, waiters: int, slots: int) -> PacingProbe:
             nonlocal remaining
             while remaining > 0:
                 remaining -= 1
-                await limiter.acquire()
+                async with limiter.slot():
+                    pass
                 stamps.append(time.perf_counter())
 
         async with asyncio.TaskGroup() as group:

@@ -8,20 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
-import httpx
-
-from shared.clients.auth import (
-    BasicCredential,
-    BearerCredential,
-    D3ApiKeyCredential,
-    D3JwtCredential,
-    EntraTokenCredential,
-)
-from shared.clients.contraforce import ContraForceClient, ContraForceCredential
-from shared.clients.d3 import D3Client, D3Credential
-from shared.clients.http import RetryPolicy
-from shared.clients.transport import build_transport
 from shared.config import (
     ApiKeySettings,
     BasicSettings,
@@ -30,6 +18,15 @@ from shared.config import (
     EntraSettings,
     Settings,
 )
+
+# The clients (httpx, aiohttp, stamina, PyJWT) load with the first client, not at import: a cold
+# start that serves /api/health or a queue message first does not pay for them (bench P2).
+if TYPE_CHECKING:
+    import httpx
+
+    from shared.clients.contraforce import ContraForceClient, ContraForceCredential
+    from shared.clients.d3 import D3Client, D3Credential
+    from shared.clients.http import RetryPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +50,8 @@ _registry = _Registry()
 
 
 def policy_from(settings: Settings) -> RetryPolicy:
+    from shared.clients.http import RetryPolicy  # noqa: PLC0415 - with the first client
+
     return RetryPolicy(
         attempts=settings.retry_attempts,
         budget_seconds=settings.retry_budget_seconds,
@@ -63,12 +62,20 @@ def policy_from(settings: Settings) -> RetryPolicy:
 
 
 def timeout_from(settings: Settings) -> httpx.Timeout:
+    import httpx  # noqa: PLC0415 - with the first client
+
     return httpx.Timeout(
         settings.http_timeout_seconds, connect=settings.http_connect_timeout_seconds
     )
 
 
 def contraforce_credential(settings: Settings) -> ContraForceCredential:
+    from shared.clients.auth import (  # noqa: PLC0415 - with the first client
+        BasicCredential,
+        BearerCredential,
+        EntraTokenCredential,
+    )
+
     match settings.contraforce_credential():
         case BasicSettings(client_id, secret):
             return BasicCredential(client_id, secret)
@@ -81,6 +88,11 @@ def contraforce_credential(settings: Settings) -> ContraForceCredential:
 
 
 def d3_credential(settings: Settings) -> D3Credential:
+    from shared.clients.auth import (  # noqa: PLC0415 - with the first client
+        D3ApiKeyCredential,
+        D3JwtCredential,
+    )
+
     match settings.d3_credential():
         case D3ApiKeySettings(header, key):
             return D3ApiKeyCredential(header, key)
@@ -90,6 +102,9 @@ def d3_credential(settings: Settings) -> D3Credential:
 
 def contraforce(settings: Settings) -> ContraForceClient:
     """The ContraForce client of this process (raises `NotConfigured` if it cannot be built)."""
+    from shared.clients.contraforce import ContraForceClient  # noqa: PLC0415 - first client
+    from shared.clients.transport import build_transport  # noqa: PLC0415 - first client
+
     registry = _registry.for_this_loop()
     if registry.contraforce is None:
         registry.contraforce = ContraForceClient(
@@ -105,6 +120,9 @@ def contraforce(settings: Settings) -> ContraForceClient:
 
 def d3(settings: Settings) -> D3Client:
     """The D3 client of this process (raises `NotConfigured` if it cannot be built)."""
+    from shared.clients.d3 import D3Client  # noqa: PLC0415 - first client
+    from shared.clients.transport import build_transport  # noqa: PLC0415 - first client
+
     registry = _registry.for_this_loop()
     if registry.d3 is None:
         registry.d3 = D3Client(
