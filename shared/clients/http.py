@@ -129,6 +129,7 @@ class ResilientHttp:
         policy: RetryPolicy,
         timeout: httpx.Timeout,
         rate_limit_per_second: float | None = None,
+        pacer: Pacer | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -138,7 +139,9 @@ class ResilientHttp:
         self._timeout = timeout
         self._clock = clock
         self._wall_clock = wall_clock
-        self._pacer = Pacer(rate_limit_per_second) if rate_limit_per_second else None
+        if pacer is None and rate_limit_per_second:
+            pacer = Pacer(rate_limit_per_second)
+        self._pacer = pacer  # a given pacer (a shared budget's) wins over the rate
         self._client = httpx.AsyncClient(
             base_url=base_url,
             auth=auth,

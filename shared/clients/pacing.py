@@ -50,11 +50,12 @@ class SlidingWindow(Generic[T]):
     in line and is handed the next permit that ends, with the moment it may leave."""
 
     def __init__(self, limit: int, window_seconds: float) -> None:
-        if limit < 1 or not window_seconds > 0:
-            raise ValueError(f"need limit >= 1 and window > 0, got {limit}, {window_seconds}")
+        if limit < 0 or not window_seconds > 0:
+            raise ValueError(f"need limit >= 0 and window > 0, got {limit}, {window_seconds}")
         self.limit = limit
         self.window_seconds = window_seconds
         self._unused = limit
+        self._retiring = 0  # permits to drop as they come back (after `resize` down)
         self._free_at: deque[float] = deque()  # ended permits, when each is free (ascending)
         self._line: deque[T] = deque()
 
@@ -75,11 +76,43 @@ class SlidingWindow(Generic[T]):
         if waiter in self._line:
             self._line.remove(waiter)
 
+    def resize(
+        self, limit: int, now: float, *, gone: Callable[[T], bool] = lambda _: False
+    ) -> list[tuple[T, float]]:
+        """Change N (0 pauses everyone). More permits go to those in line first (returned with
+        the moment each may leave); fewer are retired as they come back, so requests already
+        sent keep their places in the window."""
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+        change, self.limit = limit - self.limit, limit
+        handed: list[tuple[T, float]] = []
+        if change > 0:
+            revived = min(change, self._retiring)
+            self._retiring -= revived
+            self._unused += change - revived
+            while self._unused and self._line:
+                waiter = self._line.popleft()
+                if not gone(waiter):
+                    self._unused -= 1
+                    handed.append((waiter, now))
+        else:
+            for _ in range(-change):
+                if self._unused:
+                    self._unused -= 1
+                elif self._free_at:
+                    self._free_at.pop()  # the one free last
+                else:
+                    self._retiring += 1
+        return handed
+
     def end(
         self, now: float, *, gone: Callable[[T], bool] = lambda _: False
     ) -> tuple[T, float] | None:
         """A request was answered at `now`: its permit goes to the first waiter still there
         (returned with the moment it may leave), or back to the pool."""
+        if self._retiring:
+            self._retiring -= 1
+            return None
         free_at = now + self.window_seconds
         while self._line:
             waiter = self._line.popleft()
@@ -96,20 +129,39 @@ class Pacer:
         self,
         rate_per_second: float,
         *,
+        initial_limit: int | None = None,
+        on_demand: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         limit, window = window_for(rate_per_second)
         self.rate_per_second = rate_per_second
-        self._window: SlidingWindow[asyncio.Future[float]] = SlidingWindow(limit, window)
+        self.full_limit = limit  # N for the whole rate; a shared budget sets less (`set_limit`)
+        start = limit if initial_limit is None else initial_limit
+        self._window: SlidingWindow[asyncio.Future[float]] = SlidingWindow(start, window)
+        self._on_demand = on_demand
         self._clock = clock
         self._sleep = sleep
+
+    @property
+    def limit(self) -> int:
+        return self._window.limit
+
+    def set_limit(self, limit: int) -> None:
+        """This process's N from now on (a share of the upstream's rate)."""
+        handed = self._window.resize(
+            min(limit, self.full_limit), self._clock(), gone=lambda line: line.done()
+        )
+        for line, at in handed:
+            line.set_result(at)
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[float]:
         """Wait for this request's turn (yields how long it waited: 0.0 below the limit). The
         request counts as answered when the block exits, however it exits, so a failed or
         cancelled request frees its permit too and nothing behind it can stall."""
+        if self._on_demand is not None:
+            self._on_demand()
         started = self._clock()
         at = self._window.take(started)
         if at is None:

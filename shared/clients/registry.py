@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from shared.clients.contraforce import ContraForceClient, ContraForceCredential
     from shared.clients.d3 import D3Client, D3Credential
     from shared.clients.http import RetryPolicy
+    from shared.clients.pacing import Pacer
+    from shared.rate_budget import SharedBudget
 
 logger = logging.getLogger(__name__)
 
@@ -36,13 +38,14 @@ class _Registry:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.contraforce: ContraForceClient | None = None
         self.d3: D3Client | None = None
+        self.budgets: list[SharedBudget] = []  # shared rate budgets, closed with the clients
 
     def for_this_loop(self) -> _Registry:
         loop = asyncio.get_running_loop()
         if self.loop is not loop:
             if self.loop is not None:
                 logger.info("event loop changed: building new upstream clients")
-            self.loop, self.contraforce, self.d3 = loop, None, None
+            self.loop, self.contraforce, self.d3, self.budgets = loop, None, None, []
         return self
 
 
@@ -114,6 +117,7 @@ def contraforce(settings: Settings) -> ContraForceClient:
             timeout=timeout_from(settings),
             rate_limit_per_second=settings.contraforce_rate_limit_per_second,
             transport=build_transport(settings.http_transport),
+            pacer=shared_pacer(settings, "contraforce", settings.contraforce_rate_limit_per_second),
         )
     return registry.contraforce
 
@@ -132,18 +136,39 @@ def d3(settings: Settings) -> D3Client:
             timeout=timeout_from(settings),
             rate_limit_per_second=settings.d3_rate_limit_per_second,
             transport=build_transport(settings.http_transport),
+            pacer=shared_pacer(settings, "d3", settings.d3_rate_limit_per_second),
         )
     return registry.d3
+
+
+def shared_pacer(settings: Settings, upstream: str, rate: float) -> Pacer | None:
+    """With SHARED_RATE_BUDGET, a pacer holding this instance's share of the upstream's rate
+    (kept by a `SharedBudget` through the storage account); else None (pace alone)."""
+    if not settings.shared_rate_budget:
+        return None
+    from shared.rate_budget import (  # noqa: PLC0415 - only with a shared budget
+        BudgetStore,
+        SharedBudget,
+        table_client,
+    )
+
+    budget = SharedBudget(upstream, BudgetStore(table_client(settings)))
+    _registry.for_this_loop().budgets.append(budget)
+    return budget.pacer(rate)
 
 
 async def aclose() -> None:
     """Close this process's clients (on shutdown, and between tests)."""
     clients = [c for c in (_registry.contraforce, _registry.d3) if c is not None]
+    budgets = list(_registry.budgets)
     reset()
     for client in clients:
         await client.aclose()
+    for budget in budgets:
+        await budget.aclose()
 
 
 def reset() -> None:
     """Forget the clients without closing them (the loop they belong to may be gone)."""
     _registry.loop, _registry.contraforce, _registry.d3 = None, None, None
+    _registry.budgets = []

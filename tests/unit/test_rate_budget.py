@@ -1,0 +1,71 @@
+"""The shared rate budget's arithmetic: instances' shares never add up to more than N in any
+rolling second, newcomers get their fair part, lapsed leases free their share."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from shared.rate_budget import LEASE_SECONDS, LINGER_SECONDS, Share, allot
+
+LIMIT = 50
+
+
+def renewals() -> st.SearchStrategy[list[tuple[int, float]]]:
+    """(instance, seconds since the previous renewal by anyone)."""
+    return st.lists(st.tuples(st.integers(0, 4), st.floats(0, 1.5)), min_size=1, max_size=60)
+
+
+@given(steps=renewals())
+def test_shares_in_force_within_any_second_never_add_up_to_more_than_the_limit(
+    steps: list[tuple[int, float]],
+) -> None:
+    shares: dict[str, Share] = {}
+    now = 1000.0
+    grants: dict[str, list[tuple[float, int]]] = {}  # instance -> (when, share)
+    for instance, wait in steps:
+        now += wait
+        mine, shares = allot(shares, f"i{instance}", limit=LIMIT, now=now)
+        grants.setdefault(f"i{instance}", []).append((now, mine))
+
+    def in_force(instance: str, at: float) -> int:
+        """The pacer limit an instance applies at `at`: its last grant until its lease lapses."""
+        before = [(when, share) for when, share in grants[instance] if when <= at]
+        if not before or at >= before[-1][0] + LEASE_SECONDS:
+            return 0
+        return before[-1][1]
+
+    moments = sorted({when for g in grants.values() for when, _ in g})
+    for t in moments:
+        # An instance's sends within (t - 1, t] are bounded by the largest limit it applied then.
+        total = 0
+        for instance, history in grants.items():
+            points = [t - 1 + 1e-9] + [w for w, _ in history if t - 1 < w <= t]
+            total += max(in_force(instance, p) for p in points)
+        assert total <= LIMIT, (t, total)
+
+
+def test_an_instance_alone_gets_the_whole_rate() -> None:
+    mine, _ = allot({}, "a", limit=LIMIT, now=0.0)
+    assert mine == LIMIT
+
+
+def test_a_newcomer_gets_its_fair_part_once_the_holder_renews_and_its_old_share_lapses() -> None:
+    _, shares = allot({}, "a", limit=LIMIT, now=0.0)
+    first, shares = allot(shares, "b", limit=LIMIT, now=0.1)
+    assert first == 0  # a holds everything
+    a_share, shares = allot(shares, "a", limit=LIMIT, now=1.0)
+    assert a_share == LIMIT // 2
+    still, shares = allot(shares, "b", limit=LIMIT, now=1.1)
+    assert still == 0  # a's old 50 still counts: its requests are in the upstream's last second
+    later, shares = allot(shares, "b", limit=LIMIT, now=1.0 + LINGER_SECONDS + 0.01)
+    assert later == LIMIT // 2
+
+
+def test_a_lapsed_lease_frees_its_share() -> None:
+    _, shares = allot({}, "a", limit=LIMIT, now=0.0)
+    during, shares = allot(shares, "b", limit=LIMIT, now=LEASE_SECONDS + 0.01)
+    assert during == 0  # a's last requests are still in the upstream's last second
+    mine, shares = allot(shares, "b", limit=LIMIT, now=LEASE_SECONDS + LINGER_SECONDS + 0.01)
+    assert mine == LIMIT
+    assert "a" not in shares
