@@ -39,9 +39,9 @@ def test_shares_in_force_within_any_second_never_add_up_to_more_than_the_limit(
     for t in moments:
         # An instance's sends within (t - 1, t] are bounded by the largest limit it applied then.
         total = 0
-        for instance, history in grants.items():
+        for name, history in grants.items():
             points = [t - 1 + 1e-9] + [w for w, _ in history if t - 1 < w <= t]
-            total += max(in_force(instance, p) for p in points)
+            total += max(in_force(name, p) for p in points)
         assert total <= LIMIT, (t, total)
 
 
