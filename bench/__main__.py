@@ -15,9 +15,19 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import p1_latency, p1_production, p2_import, p3_bulk, p4_memory, profiling, report
+from bench import (
+    p1_latency,
+    p1_production,
+    p2_import,
+    p3_bulk,
+    p4_memory,
+    p5_shared,
+    profiling,
+    report,
+)
 from bench.common import app_settings
 from bench.servers import start_host, start_simulator
+from local.azurite import start_azurite
 
 RESULTS = Path(__file__).resolve().parent / "results.md"
 
@@ -36,6 +46,10 @@ P4_ACTIONS = 100_000
 P4_CONCURRENCY = 2
 P4_SECONDS = 240.0
 P4_CHECKPOINTS = [1_000, 2_000, 5_000, 10_000, 25_000, 50_000, 75_000, 100_000]
+P5_RATE = 50.0
+P5_PROCESSES = 4
+P5_SECONDS = 20.0
+P5_STOP_STORE_AFTER = 8.0
 
 
 def _step(message: str, started: float) -> None:
@@ -48,11 +62,12 @@ def _load() -> str:
 
 def _quick() -> None:
     """BENCH_QUICK=1: the same run, much smaller (a smoke test of the benchmark itself)."""
-    global P2_REPEATS, P3_RATE, P4_ACTIONS, P4_SECONDS, P4_CHECKPOINTS, P6_ROUNDS
+    global P2_REPEATS, P3_RATE, P4_ACTIONS, P4_SECONDS, P4_CHECKPOINTS, P6_ROUNDS, P5_SECONDS
     P1_PLAN.update({1: (1, 30, 5), 16: (1, 4, 1)})
     P1_HOST_PLAN.update({1: (1, 30, 5), 16: (1, 2, 1)})
     PROFILE_PLAN.update({1: 20, 16: 1})
     P6_ROUNDS = 2
+    P5_SECONDS = 10.0
     P2_REPEATS, P3_RATE, P4_ACTIONS, P4_SECONDS = 1, 500.0, 3_000, 60.0
     P4_CHECKPOINTS = [1_000, 3_000]
 
@@ -142,6 +157,21 @@ def main() -> int:
             seconds=P4_SECONDS,
             checkpoints=P4_CHECKPOINTS,
         )
+
+        for stop_after in (None, P5_STOP_STORE_AFTER):
+            what = "" if stop_after is None else f", the store stopped after {stop_after:g} s"
+            _step(f"P5: {P5_PROCESSES} processes, one budget of {P5_RATE:g}/s{what}", started)
+            with start_azurite() as azurite:
+                results.p5.append(
+                    p5_shared.run(
+                        simulator,
+                        azurite,
+                        rate=P5_RATE,
+                        processes=P5_PROCESSES,
+                        seconds=P5_SECONDS,
+                        stop_store_after=stop_after,
+                    )
+                )
 
     results.machine["load_after"] = _load()
     results.duration_seconds = time.perf_counter() - started

@@ -10,6 +10,7 @@ from bench.p1_latency import Series
 from bench.p2_import import ImportTiming
 from bench.p3_bulk import BulkResult
 from bench.p4_memory import Checkpoint
+from bench.p5_shared import ITEMS_PER_CALL, SharedRun
 from bench.profiling import LayerProfile, PacingProbe
 
 P1_P50_TARGET = 1.15  # app p50 / raw httpx p50, concurrency 1
@@ -19,6 +20,8 @@ P1_APP = "app-aiohttp"  # the app as configured by default (HTTP_TRANSPORT=aioht
 P2_TARGET = 2.0
 P3_TARGET = 1.02
 P6_TARGET = 1.2
+P5_LOW = 0.9  # aggregate admitted rate >= 0.9 R (and <= R: no 429)
+P5_GAP = 5.0  # with the store stopped: no caller waits longer than this between answers
 P4_TARGET = 0.10
 
 
@@ -28,6 +31,7 @@ class Results:
     p1: dict[int, dict[str, Series]] = field(default_factory=dict)  # through the local host
     p1_prod: dict[int, dict[str, Series]] = field(default_factory=dict)  # in-process
     p6: dict[str, list[float]] = field(default_factory=dict)  # "paced" / "unpaced" latencies
+    p5: list[SharedRun] = field(default_factory=list)  # store up, then stopped mid-run
     p2_deployed: dict[str, ImportTiming] = field(default_factory=dict)
     p2_venv: dict[str, ImportTiming] = field(default_factory=dict)
     p2_heavy: list[tuple[str, str, float]] = field(default_factory=list)
@@ -148,6 +152,28 @@ def headlines(results: Results) -> list[Headline]:
                 p6 <= P6_TARGET,
             )
         )
+    for run in results.p5:
+        steady = p5_steady(run)
+        if run.store_stopped_at is None:
+            rows.append(
+                Headline(
+                    f"P5 {run.processes} processes, one budget of {run.rate:g}/s: admitted rate",
+                    f"{steady:.1f}/s = {steady / run.rate:.2f} R, {run.rate_limited} x 429, "
+                    f"{run.failed} failed",
+                    f">= {P5_LOW} R, 0 x 429, 0 failed",
+                    steady >= P5_LOW * run.rate and run.rate_limited == 0 and run.failed == 0,
+                )
+            )
+        else:
+            rows.append(
+                Headline(
+                    f"P5 same, store stopped after {run.store_stopped_at:g} s: no stall",
+                    f"longest wait between answers {run.longest_gap:.1f} s, "
+                    f"{run.rate_limited} x 429 (retried), {run.failed} failed",
+                    f"<= {P5_GAP:g} s, 0 failed",
+                    run.longest_gap <= P5_GAP and run.failed == 0,
+                )
+            )
     first, last, growth = p4_growth(results)
     if first is not None and last is not None:
         reached = "" if last.actions >= results.p4_target_actions else " (time cap)"
@@ -190,7 +216,8 @@ def render(results: Results) -> str:
     ]
     out += ["", *_p1_prod_section(results), "", *_p1_section(results)]
     out += ["", *_p2_section(results), "", *_p3_section(results), "", *_p6_section(results)]
-    out += ["", *_p4_section(results), "", *_findings(results), "", *_where_section(results), ""]
+    out += ["", *_p4_section(results), "", *_p5_section(results)]
+    out += ["", *_findings(results), "", *_where_section(results), ""]
     return "\n".join(out)
 
 
@@ -279,6 +306,55 @@ def _p1_prod_section(results: Results) -> list[str]:
             f"{series.cpu_ms_per_request('load'):.2f} |"
             for name, series in by_path.items()
         ]
+    return out
+
+
+def p5_steady(run: SharedRun) -> float:
+    """Admitted requests/s from 3 s in (leases settled) to the end, or to the store's stop."""
+    end = run.store_stopped_at if run.store_stopped_at is not None else run.seconds
+    return run.admitted_rate(3.0, end)
+
+
+def _p5_section(results: Results) -> list[str]:
+    if not results.p5:
+        return ["## P5: not run"]
+    first = results.p5[0]
+    out = [
+        "## P5: one rate budget across instances",
+        "",
+        (
+            f"{first.processes} app processes (each imports `function_app` and calls the "
+            "canonical `unlink_ticket` handler as the worker does, 2 calls in flight, "
+            f"{ITEMS_PER_CALL} items a call, one upstream request an item) against one "
+            f"simulator that answers 429 beyond {first.rate:g} requests per rolling second. "
+            f"`CONTRAFORCE_RATE_LIMIT_PER_SECOND={first.rate:g}`, `SHARED_RATE_BUDGET=true`, "
+            "the budget in Azurite. The simulator's counters are polled every 0.5 s. Second run: "
+            "Azurite is stopped mid-run (the instances fall back to pacing alone at the full "
+            "rate, so the upstream sees up to 4 R and answers 429, which the retries honour)."
+        ),
+        "",
+        (
+            "| store | seconds | admitted/s (steady) | 429s | items by status | attempts | "
+            "longest wait between answers s |"
+        ),
+        "|---|---|---|---|---|---|---|",
+    ]
+    for run in results.p5:
+        statuses: dict[str, int] = {}
+        for child in run.children:
+            for name, count in child["statuses"].items():
+                statuses[name] = statuses.get(name, 0) + int(count)
+        store = (
+            "up" if run.store_stopped_at is None else f"stopped after {run.store_stopped_at:g} s"
+        )
+        out.append(
+            f"| {store} | {run.seconds:g} | {p5_steady(run):.1f} | {run.rate_limited} | "
+            + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items()))
+            + f" | {sum(int(c['attempts']) for c in run.children)} | {run.longest_gap:.2f} |"
+        )
+        if run.store_stopped_at is not None:
+            after = run.admitted_rate(run.store_stopped_at + 1, run.seconds)
+            out.append(f"| (after the stop) | | {after:.1f} | | | | |")
     return out
 
 

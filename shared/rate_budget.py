@@ -14,9 +14,10 @@ not one per request), and its local pacer (`shared.clients.pacing`) enforces tha
 - **Fair**: nobody gets more than N / (instances holding a lease, rounded up); a newcomer
   starts at what is free and gets its fair part as the others renew (about two renewals).
 - **Never stalls**: every store call is bounded (`STORE_TIMEOUT_SECONDS`). While the store is
-  slow or down an instance keeps its last share until its lease lapses, then paces alone at
-  the full rate: the upstream may then answer 429, which the retry policy honours
-  (`Retry-After`, backoff). Requests never wait on the store itself, only on permits.
+  slow or down an instance paces alone at its last share (the best guess of its part while the
+  other instances stay), or at the full rate if it never had one; when instances come or go
+  meanwhile the upstream may answer 429, which the retry policy honours (`Retry-After`,
+  backoff). Requests never wait on the store itself, only on permits.
 
 Entity: PartitionKey `"rate-budget"`, RowKey the upstream, `shares` = JSON
 `{instance: [share, expires, lingering, lingers_until]}` (Unix seconds; a few dozen bytes each,
@@ -204,6 +205,7 @@ class SharedBudget:
         self._task: asyncio.Task[None] | None = None
         self._last_demand = -LEASE_SECONDS
         self._lease_until = -1.0
+        self._last_share = 0
         self.claims = 0
         self.failures = 0
 
@@ -238,17 +240,19 @@ class SharedBudget:
                 )
         except Exception as exc:  # noqa: BLE001 - any store failure means: pace alone
             self.failures += 1
-            if self._clock() >= self._lease_until and pacer.limit != pacer.full_limit:
+            alone = self._last_share or pacer.full_limit
+            if self._clock() >= self._lease_until and pacer.limit != alone:
                 logger.warning(
                     "rate budget for %s unavailable (%s): pacing this instance alone at %d/s",
                     self.upstream,
                     type(exc).__name__,
-                    pacer.full_limit,
+                    alone,
                 )
-                pacer.set_limit(pacer.full_limit)
+                pacer.set_limit(alone)
             return
         self.claims += 1
         self._lease_until = self._clock() + LEASE_SECONDS - STORE_TIMEOUT_SECONDS
+        self._last_share = mine or self._last_share
         pacer.set_limit(mine)
 
     async def aclose(self) -> None:

@@ -3,10 +3,19 @@ rolling second, newcomers get their fair part, lapsed leases free their share.""
 
 from __future__ import annotations
 
+from typing import cast
+
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.rate_budget import LEASE_SECONDS, LINGER_SECONDS, Share, allot
+from shared.rate_budget import (
+    LEASE_SECONDS,
+    LINGER_SECONDS,
+    BudgetStore,
+    Share,
+    SharedBudget,
+    allot,
+)
 
 LIMIT = 50
 
@@ -69,3 +78,49 @@ def test_a_lapsed_lease_frees_its_share() -> None:
     mine, shares = allot(shares, "b", limit=LIMIT, now=LEASE_SECONDS + LINGER_SECONDS + 0.01)
     assert mine == LIMIT
     assert "a" not in shares
+
+
+class FlakyStore:
+    """Answers claims from a script: a share, or an exception (the store down)."""
+
+    def __init__(self, *answers: int | Exception) -> None:
+        self.answers = list(answers)
+
+    async def claim(self, upstream: str, me: str, *, limit: int, now: float) -> int:  # noqa: ARG002
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    async def aclose(self) -> None:
+        pass
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_with_the_store_down_an_instance_keeps_its_share_then_paces_alone_at_it() -> None:
+    clock = Clock()
+    budget = SharedBudget(
+        "d3", cast(BudgetStore, FlakyStore(13, OSError(), OSError())), clock=clock
+    )
+    pacer = budget.pacer(50)
+    await budget.renew()
+    assert pacer.limit == 13
+    await budget.renew()  # down, lease still valid: the share stands
+    clock.now += LEASE_SECONDS
+    await budget.renew()  # down, lease lapsed: pace alone at the last share
+    assert (pacer.limit, budget.claims, budget.failures) == (13, 1, 2)
+
+
+async def test_with_the_store_down_from_the_start_an_instance_paces_at_the_full_rate() -> None:
+    budget = SharedBudget("d3", cast(BudgetStore, FlakyStore(TimeoutError())))
+    pacer = budget.pacer(50)
+    assert pacer.limit == 0  # nothing leaves before the first claim answers or fails
+    await budget.renew()
+    assert pacer.limit == 50
