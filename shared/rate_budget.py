@@ -222,12 +222,16 @@ class SharedBudget:
             self._task = asyncio.get_running_loop().create_task(self._keep())
 
     async def _keep(self) -> None:
-        """Renew about once a second while requests come; stop when they stopped a lease ago."""
-        while self._clock() - self._last_demand < LEASE_SECONDS:
+        """Renew about once a second while requests come or wait; stop when none came for a
+        lease and none waits (requests waiting for a share do not come again by themselves)."""
+        while self._clock() - self._last_demand < LEASE_SECONDS or self._waiting():
             await self.renew()
             await asyncio.sleep(RENEW_SECONDS)
         if self._pacer is not None:  # the lease lapses: the next request claims again first
             self._pacer.set_limit(0)
+
+    def _waiting(self) -> bool:
+        return self._pacer is not None and self._pacer.waiting > 0
 
     async def renew(self) -> None:
         pacer = self._pacer

@@ -69,6 +69,11 @@ class SlidingWindow(Generic[T]):
             return max(now, self._free_at.popleft())
         return None
 
+    @property
+    def waiting(self) -> int:
+        """How many are in line for a permit."""
+        return len(self._line)
+
     def wait_in_line(self, waiter: T) -> None:
         self._line.append(waiter)
 
@@ -146,6 +151,11 @@ class Pacer:
     @property
     def limit(self) -> int:
         return self._window.limit
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for a permit (all of them, if the limit is 0)."""
+        return self._window.waiting
 
     def set_limit(self, limit: int) -> None:
         """This process's N from now on (a share of the upstream's rate)."""

@@ -3,8 +3,10 @@ rolling second, newcomers get their fair part, lapsed leases free their share.""
 
 from __future__ import annotations
 
+import asyncio
 from typing import cast
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -124,3 +126,18 @@ async def test_with_the_store_down_from_the_start_an_instance_paces_at_the_full_
     assert pacer.limit == 0  # nothing leaves before the first claim answers or fails
     await budget.renew()
     assert pacer.limit == 50
+
+
+async def test_requests_waiting_for_a_share_keep_the_lease_renewed_until_they_get_one() -> None:
+    """A bug: the keeper renewed only while new requests came, so requests waiting at a share
+    of 0 (all permits held elsewhere) stopped the renewals and waited forever."""
+    answers: list[int | Exception] = [0] * 6 + [5]
+    budget = SharedBudget("d3", cast(BudgetStore, FlakyStore(*answers)))
+    pacer = budget.pacer(50)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("shared.rate_budget.RENEW_SECONDS", 0.001)
+        patch.setattr("shared.rate_budget.LEASE_SECONDS", 0.002)
+        async with asyncio.timeout(5), pacer.slot():
+            pass
+    assert pacer.limit == 5
+    await budget.aclose()
