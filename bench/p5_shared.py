@@ -180,6 +180,10 @@ async def _main(seconds: float) -> dict[str, Any]:
     async with asyncio.TaskGroup() as group:
         for _ in range(CALLS_IN_FLIGHT):
             group.create_task(caller())
+    budgets = [
+        {"claims": b.claims, "failures": b.failures, "limit": b.limit}
+        for b in registry._registry.budgets  # the bench reads what the budget did
+    ]
     await registry.aclose()
     moments = [started, *sorted(finished)]
     gaps = [b - a for a, b in itertools.pairwise(moments)]
@@ -188,6 +192,7 @@ async def _main(seconds: float) -> dict[str, Any]:
         "statuses": dict(statuses),
         "attempts": attempts,
         "longest_gap": max(gaps, default=0.0),
+        "budgets": budgets,
     }
 
 

@@ -83,9 +83,13 @@ def allot(
     taken = sum(share.held(now) for share in others)
     leased = 1 + sum(1 for share in others if share.expires > now)
     mine = max(0, min(-(-limit // leased), limit - taken))  # fair part, rounded up
-    held = live[me].held(now) if me in live else 0
-    if mine < held:
-        live[me] = Share(mine, now + LEASE_SECONDS, held, now + LINGER_SECONDS)
+    old = live.get(me)
+    if old is not None and mine < old.held(now) and mine < old.share:
+        # Giving up part of a share: the requests sent under it still count for a while.
+        live[me] = Share(mine, now + LEASE_SECONDS, old.held(now), now + LINGER_SECONDS)
+    elif old is not None and old.lingers_until > now:
+        # Still lingering from an earlier cut: that clock is not restarted.
+        live[me] = Share(mine, now + LEASE_SECONDS, old.lingering, old.lingers_until)
     else:
         live[me] = Share(mine, now + LEASE_SECONDS)
     return mine, live
@@ -229,6 +233,11 @@ class SharedBudget:
             await asyncio.sleep(RENEW_SECONDS)
         if self._pacer is not None:  # the lease lapses: the next request claims again first
             self._pacer.set_limit(0)
+
+    @property
+    def limit(self) -> int:
+        """This instance's current N (its share, or what it paces at alone)."""
+        return self._pacer.limit if self._pacer is not None else 0
 
     def _waiting(self) -> bool:
         return self._pacer is not None and self._pacer.waiting > 0

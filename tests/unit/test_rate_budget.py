@@ -131,7 +131,7 @@ async def test_with_the_store_down_from_the_start_an_instance_paces_at_the_full_
 async def test_requests_waiting_for_a_share_keep_the_lease_renewed_until_they_get_one() -> None:
     """A bug: the keeper renewed only while new requests came, so requests waiting at a share
     of 0 (all permits held elsewhere) stopped the renewals and waited forever."""
-    answers: list[int | Exception] = [0] * 6 + [5]
+    answers: list[int | Exception] = [0, 0, 0, 0, 0, 0, 5]
     budget = SharedBudget("d3", cast(BudgetStore, FlakyStore(*answers)))
     pacer = budget.pacer(50)
     with pytest.MonkeyPatch.context() as patch:
@@ -141,3 +141,14 @@ async def test_requests_waiting_for_a_share_keep_the_lease_renewed_until_they_ge
             pass
     assert pacer.limit == 5
     await budget.aclose()
+
+
+def test_instances_renewing_every_second_settle_on_fair_parts() -> None:
+    """A bug: each renewal of a cut share restarted its lingering, so the old share counted
+    for ever and the other instances stayed at 0."""
+    shares: dict[str, Share] = {}
+    got: dict[str, int] = {}
+    for second in range(8):
+        for n, name in enumerate("abcd"):
+            got[name], shares = allot(shares, name, limit=LIMIT, now=second + n * 0.01)
+    assert sorted(got.values()) == [11, 13, 13, 13]
