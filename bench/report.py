@@ -310,9 +310,11 @@ def _p1_prod_section(results: Results) -> list[str]:
 
 
 def p5_steady(run: SharedRun) -> float:
-    """Admitted requests/s from 3 s in (leases settled) to the end, or to the store's stop."""
-    end = run.store_stopped_at if run.store_stopped_at is not None else run.seconds
-    return run.admitted_rate(3.0, end)
+    """Admitted requests/s from 3 s after the first request (leases settled) to the end of the
+    run or the store's stop."""
+    start = run.started_at + 3.0  # leases settled
+    end = run.store_stopped_at_s if run.store_stopped_at_s is not None else run.seconds
+    return run.admitted_rate(start, end)
 
 
 def _p5_section(results: Results) -> list[str]:
@@ -352,8 +354,8 @@ def _p5_section(results: Results) -> list[str]:
             + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items()))
             + f" | {sum(int(c['attempts']) for c in run.children)} | {run.longest_gap:.2f} |"
         )
-        if run.store_stopped_at is not None:
-            after = run.admitted_rate(run.store_stopped_at + 1, run.seconds)
+        if run.store_stopped_at_s is not None:
+            after = run.admitted_rate(run.store_stopped_at_s + 1, run.seconds)
             out.append(f"| (after the stop) | | {after:.1f} | | | | |")
     return out
 
