@@ -88,7 +88,6 @@ class Settings(BaseSettings):
     # One rate budget per upstream shared by every instance (an Azure Table in the app's
     # storage account); off: each instance paces alone at the full rate.
     shared_rate_budget: bool = False
-    rate_budget_table: str = Field(default="ratebudget", pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$")
     http_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     http_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     retry_attempts: int = Field(default=5, ge=1, le=20)

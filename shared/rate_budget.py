@@ -19,7 +19,7 @@ not one per request), and its local pacer (`shared.clients.pacing`) enforces tha
   meanwhile the upstream may answer 429, which the retry policy honours (`Retry-After`,
   backoff). Requests never wait on the store itself, only on permits.
 
-Entity: PartitionKey `"rate-budget"`, RowKey the upstream, `shares` = JSON
+Table `ratebudget`; entity: PartitionKey `"rate-budget"`, RowKey the upstream, `shares` = JSON
 `{instance: [share, expires, lingering, lingers_until]}` (Unix seconds; a few dozen bytes each,
 far below Azure Table's 64 KiB a property).
 """
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+TABLE = "ratebudget"
 PARTITION = "rate-budget"
 LEASE_SECONDS = 3.0
 RENEW_SECONDS = 1.0
@@ -166,13 +167,13 @@ class BudgetStore:
         await self._table.close()
 
 
-def table_client(settings: Settings) -> TableClient:
+def table_client(settings: Settings, table: str = TABLE) -> TableClient:
     """A client for the budget table, from the storage settings the durable path uses."""
     from azure.data.tables.aio import TableClient  # noqa: PLC0415 - only with a shared budget
 
     if settings.azure_web_jobs_storage is not None:
         return TableClient.from_connection_string(
-            settings.azure_web_jobs_storage.get_secret_value(), settings.rate_budget_table
+            settings.azure_web_jobs_storage.get_secret_value(), table
         )
     if settings.storage_table_service_uri is None:
         raise NotConfigured(
@@ -183,7 +184,7 @@ def table_client(settings: Settings) -> TableClient:
 
     return TableClient(
         str(settings.storage_table_service_uri),
-        settings.rate_budget_table,
+        table,
         credential=DefaultAzureCredential(managed_identity_client_id=settings.storage_client_id),
     )
 

@@ -33,10 +33,8 @@ async def table(azurite: Azurite, request: pytest.FixtureRequest) -> AsyncIterat
 
 
 def store(azurite: Azurite, table: str) -> BudgetStore:
-    settings = Settings.model_validate(
-        {"AzureWebJobsStorage": azurite.connection_string, "rate_budget_table": table}
-    )
-    return BudgetStore(table_client(settings))
+    settings = Settings.model_validate({"AzureWebJobsStorage": azurite.connection_string})
+    return BudgetStore(table_client(settings, table))
 
 
 async def test_racing_instances_never_claim_more_than_the_limit(
