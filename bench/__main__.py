@@ -37,9 +37,9 @@ P1_PLAN = {  # concurrency -> (rounds, requests per worker per round, warm-up pe
     16: (5, 40, 5),
 }
 P1_HOST_PLAN = {1: (3, 150, 30), 16: (3, 20, 4)}  # through the local host: a report line
-P6_ROUNDS = 10
+P6_ROUNDS = 20
 PROFILE_PLAN = {1: 200, 16: 20}  # concurrency -> requests per worker under cProfile
-P2_REPEATS = 5
+P2_REPEATS = 9
 P3_RATE = 50.0
 P3_BULK_CONCURRENCY = 16
 P4_ACTIONS = 100_000

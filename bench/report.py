@@ -167,7 +167,7 @@ def headlines(results: Results) -> list[Headline]:
         else:
             rows.append(
                 Headline(
-                    f"P5 same, store stopped after {run.store_stopped_at:g} s: no stall",
+                    f"P5 same, store stopped {run.store_stopped_at:g} s in: no stall",
                     f"longest wait between answers {run.longest_gap:.1f} s, "
                     f"{run.rate_limited} x 429 (retried), {run.failed} failed",
                     f"<= {P5_GAP:g} s, 0 failed",
@@ -330,9 +330,10 @@ def _p5_section(results: Results) -> list[str]:
             f"{ITEMS_PER_CALL} items a call, one upstream request an item) against one "
             f"simulator that answers 429 beyond {first.rate:g} requests per rolling second. "
             f"`CONTRAFORCE_RATE_LIMIT_PER_SECOND={first.rate:g}`, `SHARED_RATE_BUDGET=true`, "
-            "the budget in Azurite. The simulator's counters are polled every 0.5 s. Second run: "
-            "Azurite is stopped mid-run (the instances fall back to pacing alone at the full "
-            "rate, so the upstream sees up to 4 R and answers 429, which the retries honour)."
+            "the budget in Azurite. The simulator's counters are polled every 0.5 s; the steady "
+            "rate is taken from 3 s after the first upstream request (the children take seconds to "
+            "import). Second run: Azurite is stopped mid-run; each instance then paces alone at "
+            "its last share (429s, retried, only if instances came or went meanwhile)."
         ),
         "",
         (
@@ -347,7 +348,9 @@ def _p5_section(results: Results) -> list[str]:
             for name, count in child["statuses"].items():
                 statuses[name] = statuses.get(name, 0) + int(count)
         store = (
-            "up" if run.store_stopped_at is None else f"stopped after {run.store_stopped_at:g} s"
+            "up"
+            if run.store_stopped_at is None
+            else f"stopped {run.store_stopped_at:g} s after the first request"
         )
         out.append(
             f"| {store} | {run.seconds:g} | {p5_steady(run):.1f} | {run.rate_limited} | "
@@ -566,8 +569,59 @@ def print_headlines(results: Results) -> None:
         print(f"  {'ok  ' if h.met else 'MISS'} {h.name}: {h.measured} (target {h.target})")
 
 
+def _production_findings(results: Results) -> list[str]:
+    out: list[str] = []
+    for concurrency, by_path in sorted(results.p1_prod.items()):
+        if not {"app-httpcore", "app-aiohttp", "raw-httpx", "raw-httpx-aiohttp"} <= by_path.keys():
+            continue
+        core, aio = by_path["app-httpcore"], by_path["app-aiohttp"]
+        raw_core, raw_aio = by_path["raw-httpx"], by_path["raw-httpx-aiohttp"]
+        out.append(
+            f"- **P1, transport at concurrency {concurrency}**: the app on aiohttp's pool "
+            f"{aio.p50_ms:.2f} ms p50, {aio.p99_ms:.2f} ms p99, {aio.throughput:.0f} req/s, "
+            f"{aio.cpu_ms_per_request('load'):.2f} ms CPU/req; on httpcore {core.p50_ms:.2f} / "
+            f"{core.p99_ms:.2f} ms, {core.throughput:.0f} req/s, "
+            f"{core.cpu_ms_per_request('load'):.2f} ms CPU/req. Raw httpx on the two: "
+            f"{raw_aio.cpu_ms_per_request('load'):.2f} vs "
+            f"{raw_core.cpu_ms_per_request('load'):.2f} ms CPU/req."
+        )
+    many = results.p1_prod.get(16, {})
+    if {P1_APP, "raw-aiohttp", "raw-httpx-aiohttp"} <= many.keys():
+        app, raw, raw_aio = many[P1_APP], many["raw-aiohttp"], many["raw-httpx-aiohttp"]
+        out.append(
+            f"- **P1, what is left at concurrency 16**: CPU bound on 2 shared cores, throughput "
+            f"follows CPU per request: raw aiohttp {raw.cpu_ms_per_request('load'):.2f} ms, "
+            f"httpx on the same pool {raw_aio.cpu_ms_per_request('load'):.2f} ms (httpx's own "
+            f"request and URL models), the app {app.cpu_ms_per_request('load'):.2f} ms (that, "
+            "plus the worker's HttpRequest/HttpResponse, parsing, pydantic models, retries, "
+            "the Outcome and its answer)."
+        )
+    if results.p6.get("paced") and results.p6.get("unpaced"):
+        out.append(
+            "- **P6**: below the limit the pacer only takes a permit, it never sleeps: p50 "
+            f"{percentile(results.p6['paced'], 50) * 1000:.2f} ms paced vs "
+            f"{percentile(results.p6['unpaced'], 50) * 1000:.2f} ms unpaced (the one-slot bucket "
+            "made each of these calls wait about 50 ms, 1/R at 20/s)."
+        )
+    for run in results.p5:
+        budgets = [b for child in run.children for b in child.get("budgets", [])]
+        claims = sum(int(b["claims"]) for b in budgets)
+        failures = sum(int(b["failures"]) for b in budgets)
+        shares = ", ".join(str(b["limit"]) for b in budgets)
+        store = "up" if run.store_stopped_at is None else "stopped mid-run"
+        out.append(
+            f"- **P5, store {store}**: {len(budgets)} instances, final shares {shares}; "
+            f"{claims} claims and {failures} failed claims in about {run.seconds:g} s "
+            f"({claims / max(run.seconds, 1) / max(len(budgets), 1):.1f} claims/s per "
+            f"instance); {run.rate_limited} x 429; longest wait between answers "
+            f"{run.longest_gap:.2f} s."
+        )
+    return out
+
+
 def _findings(results: Results) -> list[str]:
     out = ["## Findings (numbers from this run)", ""]
+    out += _production_findings(results)
     one = results.p1.get(1, {})
     if {"raw", "app", "app-dry-run"} <= one.keys():
         raw, app, dry = one["raw"], one["app"], one["app-dry-run"]
