@@ -1,7 +1,8 @@
-"""`make bench` = `python -m bench`: run P1-P4, write bench/results.md, print the headlines.
+"""`make bench` = `python -m bench`: run P1-P6, write bench/results.md, print the headlines.
 
-Bounded: about 5 minutes on 2 cores (P4's 100,000 actions take most of it and are capped in
+Bounded: about 7 minutes on 2 cores (P4's 100,000 actions take most of it and are capped in
 time). Servers run in child processes and every child is stopped on the way out.
+`BENCH_PROFILE_HOST=1` adds cProfile runs of the local host.
 """
 
 from __future__ import annotations
@@ -14,25 +15,41 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import p1_latency, p2_import, p3_bulk, p4_memory, profiling, report
+from bench import (
+    p1_latency,
+    p1_production,
+    p2_import,
+    p3_bulk,
+    p4_memory,
+    p5_shared,
+    profiling,
+    report,
+)
 from bench.common import app_settings
 from bench.servers import start_host, start_simulator
+from local.azurite import start_azurite
 
 RESULTS = Path(__file__).resolve().parent / "results.md"
 
 P1_HIGH_RATE = "1000000"  # pacing must not dominate P1 or P4
 P1_PLAN = {  # concurrency -> (rounds, requests per worker per round, warm-up per worker)
-    1: (3, 250, 60),
-    50: (3, 12, 4),
+    1: (5, 200, 50),
+    16: (5, 40, 5),
 }
-PROFILE_PLAN = {1: 200, 50: 10}  # concurrency -> requests per worker under cProfile
-P2_REPEATS = 5
+P1_HOST_PLAN = {1: (3, 150, 30), 16: (3, 20, 4)}  # through the local host: a report line
+P6_ROUNDS = 20
+PROFILE_PLAN = {1: 200, 16: 20}  # concurrency -> requests per worker under cProfile
+P2_REPEATS = 9
 P3_RATE = 50.0
 P3_BULK_CONCURRENCY = 16
 P4_ACTIONS = 100_000
 P4_CONCURRENCY = 2
 P4_SECONDS = 240.0
 P4_CHECKPOINTS = [1_000, 2_000, 5_000, 10_000, 25_000, 50_000, 75_000, 100_000]
+P5_RATE = 50.0
+P5_PROCESSES = 4
+P5_SECONDS = 20.0
+P5_STOP_STORE_AFTER = 8.0
 
 
 def _step(message: str, started: float) -> None:
@@ -45,9 +62,12 @@ def _load() -> str:
 
 def _quick() -> None:
     """BENCH_QUICK=1: the same run, much smaller (a smoke test of the benchmark itself)."""
-    global P2_REPEATS, P3_RATE, P4_ACTIONS, P4_SECONDS, P4_CHECKPOINTS
-    P1_PLAN.update({1: (1, 30, 5), 50: (1, 2, 1)})
-    PROFILE_PLAN.update({1: 20, 50: 1})
+    global P2_REPEATS, P3_RATE, P4_ACTIONS, P4_SECONDS, P4_CHECKPOINTS, P6_ROUNDS, P5_SECONDS
+    P1_PLAN.update({1: (1, 30, 5), 16: (1, 4, 1)})
+    P1_HOST_PLAN.update({1: (1, 30, 5), 16: (1, 2, 1)})
+    PROFILE_PLAN.update({1: 20, 16: 1})
+    P6_ROUNDS = 2
+    P5_SECONDS = 10.0
     P2_REPEATS, P3_RATE, P4_ACTIONS, P4_SECONDS = 1, 500.0, 3_000, 60.0
     P4_CHECKPOINTS = [1_000, 3_000]
 
@@ -82,7 +102,21 @@ def main() -> int:
     with start_simulator() as simulator:
         settings = app_settings(simulator.base_url, CONTRAFORCE_RATE_LIMIT_PER_SECOND=P1_HIGH_RATE)
 
-        _step("P1: latency, raw vs through the local host", started)
+        _step("P1 + P6: the production path in one process", started)
+        measured = p1_production.run(
+            settings,
+            {"p1": {str(c): plan for c, plan in P1_PLAN.items()}, "p6_rounds": P6_ROUNDS},
+        )
+        for concurrency, by_path in measured["p1"].items():
+            results.p1_prod[int(concurrency)] = {
+                name: p1_latency.Series(
+                    latencies=data["latencies"], wall=data["wall"], cpu={"load": data["cpu"]}
+                )
+                for name, data in by_path.items()
+            }
+        results.p6 = measured["p6"]
+
+        _step("P1 report line: through the local host", started)
         with start_host(settings) as host:
             targets = [
                 p1_latency.raw_target(simulator.base_url),
@@ -90,7 +124,7 @@ def main() -> int:
                 p1_latency.dry_run_target(host.base_url),
             ]
             processes = {"simulator": simulator.pid, "host": host.pid}
-            for concurrency, (rounds, per_worker, warmup) in P1_PLAN.items():
+            for concurrency, (rounds, per_worker, warmup) in P1_HOST_PLAN.items():
                 results.p1[concurrency] = asyncio.run(
                     p1_latency.compare(
                         targets,
@@ -102,8 +136,8 @@ def main() -> int:
                     )
                 )
 
-        if any(not h.met for h in report.headlines(results) if h.name.startswith("P1")):
-            _step("P1 missed: profiling the host (cProfile)", started)
+        if os.environ.get("BENCH_PROFILE_HOST") == "1":
+            _step("profiling the local host (cProfile)", started)
             for concurrency, per_worker in PROFILE_PLAN.items():
                 results.profiles[concurrency] = profiling.profile_host(
                     settings, concurrency=concurrency, per_worker=per_worker
@@ -123,6 +157,21 @@ def main() -> int:
             seconds=P4_SECONDS,
             checkpoints=P4_CHECKPOINTS,
         )
+
+        for stop_after in (None, P5_STOP_STORE_AFTER):
+            what = "" if stop_after is None else f", the store stopped after {stop_after:g} s"
+            _step(f"P5: {P5_PROCESSES} processes, one budget of {P5_RATE:g}/s{what}", started)
+            with start_azurite() as azurite:
+                results.p5.append(
+                    p5_shared.run(
+                        simulator,
+                        azurite,
+                        rate=P5_RATE,
+                        processes=P5_PROCESSES,
+                        seconds=P5_SECONDS,
+                        stop_store_after=stop_after,
+                    )
+                )
 
     results.machine["load_after"] = _load()
     results.duration_seconds = time.perf_counter() - started

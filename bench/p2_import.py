@@ -78,6 +78,7 @@ def runtime_only_hidden() -> frozenset[str]:
         module
         for module, dists in metadata.packages_distributions().items()
         if module not in sys.stdlib_module_names
+        and module not in _APP_PREFIXES  # the app itself, even if installed as a distribution
         and not any(canonicalize_name(dist) in runtime for dist in dists)
     }
     return frozenset(hidden)

@@ -15,11 +15,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiolimiter import AsyncLimiter
-
 from bench import p1_latency
 from bench.common import ROOT
 from bench.servers import start_host
+from shared.clients.pacing import Pacer
 
 # (layer, test on the profile entry's file name); first match wins. Built-in functions ("~")
 # are charged to the layer of their callers, except those named in _BUILTIN_LAYERS.
@@ -42,7 +41,6 @@ _LAYERS: list[tuple[str, Callable[[str], bool]]] = [
     ),
     ("pydantic", lambda f: "/pydantic" in f),
     ("stamina + tenacity (retries)", lambda f: "/stamina/" in f or "/tenacity/" in f),
-    ("aiolimiter (pacing)", lambda f: "/aiolimiter/" in f),
     ("logging", lambda f: "/logging/" in f),
     ("asyncio event loop", lambda f: "/asyncio/" in f or f.endswith("selectors.py")),
     ("json", lambda f: "/json/" in f),
@@ -204,11 +202,11 @@ class PacingProbe:
 
 
 def probe_pacing(rate: float, *, waiters: int, slots: int) -> PacingProbe:
-    """How fast `AsyncLimiter(1, 1/R)` (the app's pacer) really lets requests go, with
-    `waiters` tasks competing, nothing else running: time from the first slot to the last."""
+    """How fast the app's `Pacer(R)` really lets a long burst go, with `waiters` tasks
+    competing, nothing else running: time from the first slot to the last."""
 
     async def main() -> float:
-        limiter = AsyncLimiter(1, 1.0 / rate)
+        limiter = Pacer(rate)
         stamps: list[float] = []
         remaining = slots
 
@@ -216,7 +214,8 @@ def probe_pacing(rate: float, *, waiters: int, slots: int) -> PacingProbe:
             nonlocal remaining
             while remaining > 0:
                 remaining -= 1
-                await limiter.acquire()
+                async with limiter.slot():
+                    pass
                 stamps.append(time.perf_counter())
 
         async with asyncio.TaskGroup() as group:

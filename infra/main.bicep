@@ -439,6 +439,14 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           value: operationsTableName
         }
         {
+          name: 'SHARED_RATE_BUDGET' // one rate budget per upstream for every instance
+          value: 'true'
+        }
+        {
+          name: 'HTTP_TRANSPORT'
+          value: 'aiohttp'
+        }
+        {
           name: 'IDEMPOTENCY_RETENTION_HOURS'
           value: idempotencyRetentionHours
         }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from typing import Literal
 from uuid import UUID
 
 from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator
@@ -85,6 +86,11 @@ class Settings(BaseSettings):
     d3_allowed_identities: str | None = None
     d3_rate_limit_per_second: float = Field(default=50.0, gt=0)
 
+    # The pool under httpx: aiohttp's (httpx-aiohttp) or httpx's own httpcore (fallback).
+    http_transport: Literal["aiohttp", "httpcore"] = "aiohttp"
+    # One rate budget per upstream shared by every instance (an Azure Table in the app's
+    # storage account); off: each instance paces alone at the full rate.
+    shared_rate_budget: bool = False
     http_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     http_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     retry_attempts: int = Field(default=5, ge=1, le=20)

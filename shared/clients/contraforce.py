@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from shared.clients.auth import BasicCredential, BearerCredential, EntraTokenCredential
 from shared.clients.http import Delivered, ResilientHttp, RetryPolicy, error_for, unreadable
+from shared.clients.pacing import Pacer
 from shared.context import correlation_headers
 from shared.models.commands import UnlinkTicket
 from shared.models.contraforce import (
@@ -43,6 +44,7 @@ class ContraForceClient:
         timeout: httpx.Timeout,
         rate_limit_per_second: float | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
         self._credential = credential
         self._http = ResilientHttp(
@@ -53,6 +55,7 @@ class ContraForceClient:
             timeout=timeout,
             rate_limit_per_second=rate_limit_per_second,
             transport=transport,
+            pacer=pacer,
         )
 
     def prepare_unlink(self, command: UnlinkTicket) -> httpx.Request:

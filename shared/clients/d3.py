@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from shared.clients.auth import D3ApiKeyCredential, D3JwtCredential
 from shared.clients.http import Delivered, ResilientHttp, RetryPolicy, error_for, unreadable
+from shared.clients.pacing import Pacer
 from shared.context import correlation_headers
 from shared.models.commands import RemoveLinkedIncidents
 from shared.models.d3 import (
@@ -58,6 +59,7 @@ class D3Client:
         timeout: httpx.Timeout,
         rate_limit_per_second: float | None = 50.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
         self._credential = credential
         self._http = ResilientHttp(
@@ -68,6 +70,7 @@ class D3Client:
             timeout=timeout,
             rate_limit_per_second=rate_limit_per_second,
             transport=transport,
+            pacer=pacer,
         )
 
     def prepare_remove(self, command: RemoveLinkedIncidents) -> httpx.Request:

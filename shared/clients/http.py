@@ -1,8 +1,9 @@
 """The resilient sender every upstream client uses: pooled client, pacing, retries, redaction.
 
 - One `httpx.AsyncClient` per upstream (pooled, explicit timeouts), built by the upstream client.
-- Pacing: at most `rate_limit_per_second` requests leave per second (D3 documents 50/s), so
-  bulk work stays under the limit instead of provoking 429s.
+- Pacing (`shared.clients.pacing`): at most `rate_limit_per_second` requests leave in any
+  rolling second (D3 documents 50/s), so bulk work stays under the limit instead of provoking
+  429s; a caller below the limit never waits.
 - Retries (stamina): connect errors, timeouts, 408, 429, 500, 502, 503, 504 - exponential
   backoff with jitter, `Retry-After` (seconds or HTTP-date) honored and capped, within a total
   time budget that also bounds each attempt's timeout. Never 400/401/403/404/422.
@@ -26,9 +27,10 @@ from typing import Any, Protocol
 
 import httpx
 import stamina
-from aiolimiter import AsyncLimiter
 from stamina.instrumentation import RetryDetails, set_on_retry_hooks
 
+from shared.clients.pacing import Pacer
+from shared.clients.transport import POOL_LIMITS
 from shared.errors import (
     Upstream,
     UpstreamAuthRejected,
@@ -158,6 +160,7 @@ class ResilientHttp:
         policy: RetryPolicy,
         timeout: httpx.Timeout,
         rate_limit_per_second: float | None = None,
+        pacer: Pacer | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -169,15 +172,14 @@ class ResilientHttp:
         self._timeout = timeout
         self._clock = clock
         self._wall_clock = wall_clock
-        # One request per 1/R seconds, no burst: a burst of R could exceed a rolling window.
-        self._limiter = (
-            AsyncLimiter(1, 1.0 / rate_limit_per_second) if rate_limit_per_second else None
-        )
+        if pacer is None and rate_limit_per_second:
+            pacer = Pacer(rate_limit_per_second)
+        self._pacer = pacer  # a given pacer (a shared budget's) wins over the rate
         self._client = httpx.AsyncClient(
             base_url=base_url,
             auth=auth,
             timeout=timeout,
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            limits=POOL_LIMITS,  # for httpx's default transport; a given one has its own
             transport=transport,
             follow_redirects=False,
             headers={"User-Agent": USER_AGENT},
@@ -229,8 +231,14 @@ class ResilientHttp:
     async def _attempt(
         self, request: httpx.Request, number: int, deadline: float
     ) -> httpx.Response:
-        if self._limiter is not None:
-            await self._limiter.acquire()
+        if self._pacer is None:
+            return await self._attempt_now(request, number, deadline)
+        async with self._pacer.slot():  # answered (or failed) when the block exits
+            return await self._attempt_now(request, number, deadline)
+
+    async def _attempt_now(
+        self, request: httpx.Request, number: int, deadline: float
+    ) -> httpx.Response:
         remaining = deadline - self._clock()
         if remaining <= 0:
             raise _Transient("retry budget spent", status=None, retry_after=None)

@@ -9,20 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import httpx
-
-from shared.clients.auth import (
-    BasicCredential,
-    BearerCredential,
-    D3ApiKeyCredential,
-    D3JwtCredential,
-    EntraTokenCredential,
-)
-from shared.clients.contraforce import ContraForceClient, ContraForceCredential
-from shared.clients.d3 import D3Client, D3Credential
-from shared.clients.http import RetryPolicy
 from shared.config import (
     ApiKeySettings,
     BasicSettings,
@@ -32,6 +20,17 @@ from shared.config import (
     Settings,
 )
 
+# The clients (httpx, aiohttp, stamina, PyJWT) load with the first client, not at import: a cold
+# start that serves /api/health or a queue message first does not pay for them (bench P2).
+if TYPE_CHECKING:
+    import httpx
+
+    from shared.clients.contraforce import ContraForceClient, ContraForceCredential
+    from shared.clients.d3 import D3Client, D3Credential
+    from shared.clients.http import RetryPolicy
+    from shared.clients.pacing import Pacer
+    from shared.rate_budget import SharedBudget
+
 logger = logging.getLogger(__name__)
 
 
@@ -40,13 +39,14 @@ class _Registry:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.contraforce: ContraForceClient | None = None
         self.d3: D3Client | None = None
+        self.budgets: list[SharedBudget] = []  # shared rate budgets, closed with the clients
 
     def for_this_loop(self) -> _Registry:
         loop = asyncio.get_running_loop()
         if self.loop is not loop:
             if self.loop is not None:
                 logger.info("event loop changed: building new upstream clients")
-            self.loop, self.contraforce, self.d3 = loop, None, None
+            self.loop, self.contraforce, self.d3, self.budgets = loop, None, None, []
         return self
 
 
@@ -54,6 +54,8 @@ _registry = _Registry()
 
 
 def policy_from(settings: Settings) -> RetryPolicy:
+    from shared.clients.http import RetryPolicy  # noqa: PLC0415 - with the first client
+
     return RetryPolicy(
         attempts=settings.retry_attempts,
         budget_seconds=settings.retry_budget_seconds,
@@ -64,12 +66,20 @@ def policy_from(settings: Settings) -> RetryPolicy:
 
 
 def timeout_from(settings: Settings) -> httpx.Timeout:
+    import httpx  # noqa: PLC0415 - with the first client
+
     return httpx.Timeout(
         settings.http_timeout_seconds, connect=settings.http_connect_timeout_seconds
     )
 
 
 def contraforce_credential(settings: Settings) -> ContraForceCredential:
+    from shared.clients.auth import (  # noqa: PLC0415 - with the first client
+        BasicCredential,
+        BearerCredential,
+        EntraTokenCredential,
+    )
+
     match settings.contraforce_credential():
         case BasicSettings(client_id, secret):
             return BasicCredential(client_id, secret)
@@ -82,6 +92,11 @@ def contraforce_credential(settings: Settings) -> ContraForceCredential:
 
 
 def d3_credential(settings: Settings) -> D3Credential:
+    from shared.clients.auth import (  # noqa: PLC0415 - with the first client
+        D3ApiKeyCredential,
+        D3JwtCredential,
+    )
+
     match settings.d3_credential():
         case D3ApiKeySettings(header, key):
             return D3ApiKeyCredential(header, key)
@@ -91,6 +106,9 @@ def d3_credential(settings: Settings) -> D3Credential:
 
 def contraforce(settings: Settings) -> ContraForceClient:
     """The ContraForce client of this process (raises `NotConfigured` if it cannot be built)."""
+    from shared.clients.contraforce import ContraForceClient  # noqa: PLC0415 - first client
+    from shared.clients.transport import build_transport  # noqa: PLC0415 - first client
+
     registry = _registry.for_this_loop()
     if registry.contraforce is None:
         registry.contraforce = ContraForceClient(
@@ -99,12 +117,17 @@ def contraforce(settings: Settings) -> ContraForceClient:
             policy=policy_from(settings),
             timeout=timeout_from(settings),
             rate_limit_per_second=settings.contraforce_rate_limit_per_second,
+            transport=build_transport(settings.http_transport),
+            pacer=shared_pacer(settings, "contraforce", settings.contraforce_rate_limit_per_second),
         )
     return registry.contraforce
 
 
 def d3(settings: Settings) -> D3Client:
     """The D3 client of this process (raises `NotConfigured` if it cannot be built)."""
+    from shared.clients.d3 import D3Client  # noqa: PLC0415 - first client
+    from shared.clients.transport import build_transport  # noqa: PLC0415 - first client
+
     registry = _registry.for_this_loop()
     if registry.d3 is None:
         registry.d3 = D3Client(
@@ -113,6 +136,8 @@ def d3(settings: Settings) -> D3Client:
             policy=policy_from(settings),
             timeout=timeout_from(settings),
             rate_limit_per_second=settings.d3_rate_limit_per_second,
+            transport=build_transport(settings.http_transport),
+            pacer=shared_pacer(settings, "d3", settings.d3_rate_limit_per_second),
         )
     return registry.d3
 
@@ -156,14 +181,34 @@ class GivenUpstreams:
         return self.d3_client
 
 
+def shared_pacer(settings: Settings, upstream: str, rate: float) -> Pacer | None:
+    """With SHARED_RATE_BUDGET, a pacer holding this instance's share of the upstream's rate
+    (kept by a `SharedBudget` through the storage account); else None (pace alone)."""
+    if not settings.shared_rate_budget:
+        return None
+    from shared.rate_budget import (  # noqa: PLC0415 - only with a shared budget
+        BudgetStore,
+        SharedBudget,
+        table_client,
+    )
+
+    budget = SharedBudget(upstream, BudgetStore(table_client(settings)))
+    _registry.for_this_loop().budgets.append(budget)
+    return budget.pacer(rate)
+
+
 async def aclose() -> None:
     """Close this process's clients (on shutdown, and between tests)."""
     clients = [c for c in (_registry.contraforce, _registry.d3) if c is not None]
+    budgets = list(_registry.budgets)
     reset()
     for client in clients:
         await client.aclose()
+    for budget in budgets:
+        await budget.aclose()
 
 
 def reset() -> None:
     """Forget the clients without closing them (the loop they belong to may be gone)."""
     _registry.loop, _registry.contraforce, _registry.d3 = None, None, None
+    _registry.budgets = []

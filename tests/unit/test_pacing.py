@@ -1,0 +1,205 @@
+"""Pacing as the limit is written: no rolling window over N, no wait below it, the ideal grid.
+
+D3 documents "50 requests per second" (seeds/vendor-notes.md): a cap on every rolling second,
+which the sandbox simulators enforce the same way (local/sandbox/faults.py, `FaultPlan`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import heapq
+import math
+from dataclasses import dataclass
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from shared.clients.pacing import Pacer, SlidingWindow, window_for
+
+
+class FakeTime:
+    """An injected clock; `sleep` advances it by the delay plus a fixed lateness."""
+
+    def __init__(self, lateness: float = 0.0) -> None:
+        self.now = 0.0
+        self.lateness = lateness
+        self.woke: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, delay: float) -> None:
+        self.now += delay + self.lateness
+        self.woke.append(self.now)
+
+
+def most_in_any_window(times: list[float], window: float) -> int:
+    """The largest number of `times` inside any half-open window [t, t + window)."""
+    ordered = sorted(times)
+    return max(
+        (bisect.bisect_left(ordered, t + window) - i for i, t in enumerate(ordered)), default=0
+    )
+
+
+@dataclass
+class Run:
+    arrivals: list[float]
+    latencies: list[float]
+    sends: list[float]
+    answers: list[float]
+
+
+def simulate(limit: int, arrivals: list[float], latencies: list[float]) -> Run:
+    """Drive `SlidingWindow` with an injected clock: request i arrives at arrivals[i], leaves
+    when the window lets it, and is answered latencies[i] later (events in time order)."""
+    window: SlidingWindow[int] = SlidingWindow(limit, 1.0)
+    sends = [math.nan] * len(arrivals)
+    answers = [math.nan] * len(arrivals)
+    events: list[tuple[float, int, int]] = [(t, 1, i) for i, t in enumerate(arrivals)]
+    heapq.heapify(events)  # (time, 0 = answered / 1 = arrives, request)
+
+    def leave(i: int, at: float) -> None:
+        sends[i] = at
+        answers[i] = at + latencies[i]
+        heapq.heappush(events, (answers[i], 0, i))
+
+    while events:
+        now, kind, i = heapq.heappop(events)
+        if kind == 1:
+            at = window.take(now)
+            if at is None:
+                window.wait_in_line(i)
+            else:
+                leave(i, at)
+        else:
+            handed = window.end(now)
+            if handed is not None:
+                leave(*handed)
+    return Run(arrivals, latencies, sends, answers)
+
+
+requests = st.integers(1, 80).flatmap(
+    lambda n: st.tuples(
+        st.lists(st.floats(0, 4, allow_nan=False), min_size=n, max_size=n).map(sorted),
+        st.lists(st.floats(0, 0.3, allow_nan=False), min_size=n, max_size=n),
+        st.lists(st.floats(0, 1, allow_nan=False), min_size=n, max_size=n),
+    )
+)
+
+
+@given(limit=st.integers(1, 30), requests=requests)
+def test_no_window_ever_holds_more_than_the_limit_as_the_upstream_counts(
+    limit: int, requests: tuple[list[float], list[float], list[float]]
+) -> None:
+    arrivals, latencies, where = requests
+    run = simulate(limit, arrivals, latencies)
+    # The upstream counts each request somewhere between its send and its answer.
+    counted = [s + w * lat for s, w, lat in zip(run.sends, where, latencies, strict=True)]
+    assert most_in_any_window(counted, 1.0) <= limit
+    assert all(s >= a for s, a in zip(run.sends, arrivals, strict=True))
+
+
+@given(limit=st.integers(1, 30), requests=requests)
+def test_a_caller_below_the_limit_never_waits(
+    limit: int, requests: tuple[list[float], list[float], list[float]]
+) -> None:
+    arrivals, latencies, _ = requests
+    run = simulate(limit, arrivals, latencies)
+    for i, now in enumerate(arrivals):
+        # in flight, or answered within the last second, when request i arrives
+        busy = sum(
+            1
+            for j in range(len(arrivals))
+            if j != i and run.sends[j] <= now and run.answers[j] > now - 1.0
+        )
+        waiting_ahead = sum(1 for j in range(i) if run.sends[j] > now)
+        if busy < limit and not waiting_ahead:
+            assert run.sends[i] == now
+
+
+@given(limit=st.integers(1, 30), requests=requests)
+def test_a_waiting_caller_leaves_a_second_after_an_answer_frees_its_permit(
+    limit: int, requests: tuple[list[float], list[float], list[float]]
+) -> None:
+    arrivals, latencies, _ = requests
+    run = simulate(limit, arrivals, latencies)
+    for send, now in zip(run.sends, arrivals, strict=True):
+        if send > now:
+            assert any(math.isclose(send - 1.0, answer, abs_tol=1e-9) for answer in run.answers)
+
+
+async def test_ten_sequential_calls_below_the_limit_do_not_wait() -> None:
+    clock = FakeTime()
+    pacer = Pacer(20, clock=clock, sleep=clock.sleep)
+    waits = []
+    for _ in range(10):
+        async with pacer.slot() as waited:
+            clock.now += 0.001  # the call itself
+        waits.append(waited)
+    assert waits == [0.0] * 10
+
+
+async def test_a_burst_beyond_the_limit_waits_a_window_after_the_first_answer() -> None:
+    clock = FakeTime()
+    pacer = Pacer(5, clock=clock, sleep=clock.sleep)
+    for _ in range(5):
+        async with pacer.slot() as waited:
+            clock.now += 0.01
+        assert waited == 0.0
+    async with pacer.slot() as waited:
+        pass
+    assert clock.now == pytest.approx(1.01)  # the first answer came at 10 ms
+
+
+async def test_a_late_wake_up_costs_later_requests_nothing() -> None:
+    clock = FakeTime(lateness=0.004)  # every sleeper wakes 4 ms late
+    pacer = Pacer(2, clock=clock, sleep=clock.sleep)
+    for _ in range(2 + 2 * 10):
+        async with pacer.slot():
+            pass  # answered at once
+    # Each permit comes back 1 s after its answer; a sleeper's lateness delays only itself:
+    # the 10th wait of each permit ends at 10 s + 10 x 4 ms (its own wake-ups) at most.
+    assert clock.woke[-1] == pytest.approx(10.04)
+
+
+async def test_a_failed_request_frees_its_permit_for_the_next_in_line() -> None:
+    pacer = Pacer(1)
+    with pytest.raises(RuntimeError):
+        async with pacer.slot():
+            raise RuntimeError("upstream gone")
+    async with asyncio.timeout(2), pacer.slot() as waited:
+        pass
+    assert waited < 1.5
+
+
+async def test_a_cancelled_waiter_gives_up_its_place_in_line() -> None:
+    clock = FakeTime()
+    pacer = Pacer(1, clock=clock, sleep=clock.sleep)
+    first = pacer.slot()
+    await first.__aenter__()  # in flight
+    cancelled = asyncio.create_task(pacer.slot().__aenter__())
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    behind = asyncio.create_task(pacer.slot().__aenter__())
+    await asyncio.sleep(0)
+    await first.__aexit__(None, None, None)  # answered: the permit goes to `behind`
+    assert await asyncio.wait_for(behind, 1) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("rate", "expected"), [(50.0, (50, 1.0)), (20.5, (20, 1.0)), (1.0, (1, 1.0)), (0.5, (1, 2.0))]
+)
+def test_rates_become_a_whole_count_per_window_never_above_the_rate(
+    rate: float, expected: tuple[int, float]
+) -> None:
+    assert window_for(rate) == expected
+
+
+@pytest.mark.parametrize("rate", [0.0, -1.0, float("inf"), float("nan")])
+def test_an_unusable_rate_is_refused(rate: float) -> None:
+    with pytest.raises(ValueError, match="rate must be"):
+        window_for(rate)
