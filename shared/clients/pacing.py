@@ -62,6 +62,9 @@ class SlidingWindow(Generic[T]):
     def take(self, now: float) -> float | None:
         """A permit: when the request may leave (`now` below the limit), or None if all N are
         in flight (then `wait_in_line`)."""
+        if self._free_at and self._free_at[0] <= now:
+            self._free_at.popleft()  # reuse a free permit first: the log stays one window long
+            return now
         if self._unused:
             self._unused -= 1
             return now

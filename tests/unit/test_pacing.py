@@ -203,3 +203,15 @@ def test_rates_become_a_whole_count_per_window_never_above_the_rate(
 def test_an_unusable_rate_is_refused(rate: float) -> None:
     with pytest.raises(ValueError, match="rate must be"):
         window_for(rate)
+
+
+async def test_the_window_keeps_one_window_of_answers_not_every_answer() -> None:
+    """A bug: with a high rate (P4 runs at 1,000,000/s) unused permits were taken before free
+    ones, so every answer stayed in the log: memory grew with every request."""
+    clock = FakeTime()
+    window: SlidingWindow[int] = SlidingWindow(1_000_000, 1.0)
+    for _ in range(10_000):
+        assert window.take(clock.now) == clock.now
+        clock.now += 0.01
+        window.end(clock.now)
+    assert len(window._free_at) <= 102  # about one second of answers at 100/s
