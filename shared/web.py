@@ -134,9 +134,15 @@ async def handle(
 
 def route_of(path: str, route_params: Mapping[str, str]) -> str:
     """The path with each route parameter's segment shown as `{name}`: a span name that does
-    not grow with every workspace or operation id."""
-    names = {value: f"{{{name}}}" for name, value in route_params.items() if value}
-    return "/".join(names.get(segment, segment) for segment in path.split("/"))
+    not grow with every workspace or operation id. Each parameter names one segment, the last
+    that holds its value (parameters follow the fixed part of every route)."""
+    segments = path.split("/")
+    for name, value in route_params.items():
+        for index in reversed(range(len(segments))):
+            if value and segments[index] == value:
+                segments[index] = f"{{{name}}}"
+                break
+    return "/".join(segments)
 
 
 async def serve_document(
