@@ -29,8 +29,7 @@ import os
 import threading
 from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 if TYPE_CHECKING:  # imported lazily at run time: they cost ~50 ms of a cold start
@@ -61,8 +60,7 @@ QUEUE_AGE_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 RATE_WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10)
 
 
-@dataclass(frozen=True)
-class _Instruments:
+class _Instruments(NamedTuple):
     tracer: Tracer
     actions: Counter
     upstream_attempts: Counter
@@ -135,7 +133,7 @@ def _configure_sdk(*, otlp: bool) -> None:
             return
         tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
-        logger.info("telemetry: OTLP to %s", _without_secrets(os.environ[OTLP_SETTING]))
+        logger.info("telemetry: OTLP to %s", redacted_url(os.environ[OTLP_SETTING]))
     else:
         tracer_provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
         logger.info("telemetry: spans printed to the console (%s)", CONSOLE_SETTING)
@@ -223,7 +221,7 @@ def _clip(value: str | None) -> str | None:
     return text[:MAX_HEADER_VALUE] or None
 
 
-def _without_secrets(url: str) -> str:
+def redacted_url(url: str) -> str:
     """`url` without userinfo, query or fragment: what a span or a log line may carry."""
     parts = urlsplit(url)
     host = parts.hostname or ""
@@ -233,14 +231,16 @@ def _without_secrets(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
-@dataclass
 class ServerSpan:
-    """The span of one HTTP call; the edge says how it was answered."""
+    """The span of one HTTP call; the edge says how it was answered. (Plain classes here, not
+    dataclasses: this module is imported at cold start.)"""
 
-    span: Span
+    __slots__ = ("span",)
+
+    def __init__(self, span: Span) -> None:
+        self.span = span
 
     def answered(self, status: int, *, operation_id: str, correlation_id: str) -> None:
-
         self.span.set_attribute("http.response.status_code", status)
         self.span.set_attribute(OPERATION_ID, operation_id)
         self.span.set_attribute(CORRELATION_ID, correlation_id)
@@ -314,17 +314,16 @@ def queue_span(operation_id: str, *, dequeue_count: int) -> Iterator[None]:
             raise
 
 
-@dataclass
 class AttemptSpan:
     """The span of one upstream attempt; the sender says what came back."""
 
-    span: Span
-    upstream: str
-    number: int
-    outcome: str = UNANSWERED
+    __slots__ = ("outcome", "span")
+
+    def __init__(self, span: Span) -> None:
+        self.span = span
+        self.outcome = UNANSWERED  # the status answered, or the error's type
 
     def answered(self, status: int, headers: Mapping[str, str]) -> None:
-
         self.outcome = str(status)
         self.span.set_attribute("http.response.status_code", status)
         request_id = _clip(next((headers[h] for h in REQUEST_ID_HEADERS if h in headers), None))
@@ -365,7 +364,7 @@ def upstream_attempt(
     attributes: dict[str, str | int] = {
         "peer.service": upstream,
         "http.request.method": method,
-        "url.full": _without_secrets(url),
+        "url.full": redacted_url(url),
         ATTEMPT: number,
     }
     if number > 1:
@@ -378,7 +377,7 @@ def upstream_attempt(
         set_status_on_exception=False,
     ) as span:
         TraceContextTextMapPropagator().inject(headers)
-        attempt = AttemptSpan(span, upstream, number)
+        attempt = AttemptSpan(span)
         try:
             yield attempt
         except BaseException as exc:
