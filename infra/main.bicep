@@ -176,6 +176,18 @@ param queueRetryMaxDelaySeconds string = ''
 param webhookUnlinkClassifications string = ''
 
 // ---------------------------------------------------------------------------------------------
+// Operate: the workbook and the alert rules (modules/observability.bicep, README "Operate").
+// ---------------------------------------------------------------------------------------------
+
+@description('Resource id of the action group the alerts notify (e.g. the SOC on-call). Empty: alerts fire in Azure Monitor but notify no one.')
+param alertActionGroupId string = ''
+
+@description('Failure-rate alert: more than this percentage of finished actions failed within 15 minutes.')
+@minValue(1)
+@maxValue(100)
+param failureRateThresholdPercent int = 20
+
+// ---------------------------------------------------------------------------------------------
 // Names
 // ---------------------------------------------------------------------------------------------
 
@@ -238,6 +250,20 @@ module keyVault 'modules/keyvault.bicep' = {
     location: location
     tags: tags
     keyVaultName: 'kv${take(compactName, 9)}${token}'
+  }
+}
+
+module observability 'modules/observability.bicep' = {
+  name: 'observability'
+  params: {
+    location: location
+    tags: tags
+    appName: appName
+    workspaceId: monitoring.outputs.workspaceId
+    storageAccountName: storage.outputs.storageAccountName
+    poisonQueueName: storage.outputs.poisonQueueName
+    actionGroupId: alertActionGroupId
+    failureRateThresholdPercent: failureRateThresholdPercent
   }
 }
 
@@ -331,6 +357,18 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
           value: 'ClientId=${identity.properties.clientId};Authorization=AAD'
+        }
+        // OpenTelemetry from the Python worker (with host.json "telemetryMode": "OpenTelemetry"):
+        // the worker configures the Azure Monitor distro, so host and worker spans join.
+        {
+          name: 'PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY'
+          value: 'true'
+        }
+        // The app makes one dependency span per upstream attempt itself (shared/telemetry.py);
+        // the distro's own httpx spans would count every call twice.
+        {
+          name: 'OTEL_PYTHON_DISABLED_INSTRUMENTATIONS'
+          value: 'httpx,httpx2,requests,urllib,urllib3'
         }
         // azure-identity: DefaultAzureCredential picks the user-assigned identity (contraForceAuth entra).
         {

@@ -34,7 +34,7 @@ from local.sandbox.d3_state import DEMO_SITE, DEMO_USERNAME
 from local.sandbox.settings import contraforce_settings, d3_settings
 from local.send_webhook import SANDBOX_WEBHOOK_SECRET
 from local.server import serve_in_thread
-from shared import storage
+from shared import storage, telemetry
 from shared.clients import registry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -158,6 +158,22 @@ def operator_commands(env: Mapping[str, str], *, key: str, azurite: str | None) 
     )
 
 
+def telemetry_summary(env: Mapping[str, str]) -> str:
+    """Where this run's spans go (shared.telemetry reads the same settings on first use)."""
+    if env.get(telemetry.CONNECTION_STRING_SETTING):
+        where = "Application Insights (APPLICATIONINSIGHTS_CONNECTION_STRING)"
+    elif env.get(telemetry.OTLP_SETTING):
+        where = f"OTLP collector {telemetry.redacted_url(env[telemetry.OTLP_SETTING])}"
+    elif env.get(telemetry.CONSOLE_SETTING, "").strip().lower() in {"1", "true", "yes", "on"}:
+        where = "printed to this console"
+    else:
+        return (
+            f"  telemetry     off: {telemetry.CONSOLE_SETTING}=true make run prints spans here;"
+            f" {telemetry.OTLP_SETTING}=http://localhost:4318 sends them to a collector"
+        )
+    return f"  telemetry     spans and metrics: {where}"
+
+
 def main() -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -189,6 +205,7 @@ def main() -> int:
             f"  base URL      {base}",
             f"  function key  {key}   (header x-functions-key, or ?code=)",
             f"  health        {base}/health",
+            telemetry_summary(os.environ),
             "  routes:",
             *(
                 f"    {','.join(r.methods or ('ANY',)):<5} {r.path:<55} {r.auth_level.name.lower()}"

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from shared import telemetry
 from shared.clients.registry import Upstreams
 from shared.config import Settings
 from shared.context import current_invocation
@@ -121,8 +122,12 @@ def outcome_of(
 
 
 def log_outcome(outcome: Outcome, *, caller: str, upstream: str) -> None:
-    """One structured line per action: what a SOC engineer greps for. Never a secret."""
+    """One structured line per action: what a SOC engineer greps for. Never a secret.
+
+    The line's fields are also its attributes (`ila.*`, customDimensions in Application
+    Insights), and a finished action that was not a dry run counts in the actions metric."""
     invocation = current_invocation()
+    correlation_id = invocation.correlation_id if invocation else outcome.operation_id
     request_ids = sorted(
         {i.upstream.request_id for i in outcome.items if i.upstream and i.upstream.request_id}
     )
@@ -131,11 +136,12 @@ def log_outcome(outcome: Outcome, *, caller: str, upstream: str) -> None:
         if outcome.finished_at
         else 0.0
     )
+    action = outcome.action or "-"
     logger.info(
         "action operation=%s correlation=%s caller=%s action=%s upstream=%s items=%d "
         "status=%s attempts=%d upstream_request_ids=%s duration_ms=%.0f dry_run=%s",
         outcome.operation_id,
-        invocation.correlation_id if invocation else outcome.operation_id,
+        correlation_id,
         caller,
         outcome.action,
         upstream,
@@ -145,7 +151,19 @@ def log_outcome(outcome: Outcome, *, caller: str, upstream: str) -> None:
         ",".join(request_ids) or "-",
         elapsed,
         outcome.dry_run,
+        extra={
+            "ila.event": "action",
+            "ila.operation_id": outcome.operation_id,
+            "ila.correlation_id": correlation_id,
+            "ila.caller": caller,
+            "ila.action": action,
+            "ila.upstream": upstream,
+            "ila.status": outcome.status.value,
+            "ila.attempts": outcome.attempts,
+        },
     )
+    if not outcome.dry_run and outcome.status.final:
+        telemetry.record_action(action, outcome.status.value, caller=caller)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 
 import stamina
 
-from shared import actions, lifecycle
+from shared import actions, lifecycle, telemetry
 from shared.clients.registry import Upstreams
 from shared.config import Settings
 from shared.errors import StoreUnavailable
@@ -368,14 +368,14 @@ async def run_attempt(
         )
     header = lease.header
     done = Operation(header, tuple(rows[index] for index in sorted(rows)))
+    if not lease.lost:  # else whoever holds the lease now records the operation
+        done = await _record(
+            done, store=store, settings=settings, queue=queue, clock=clock, steps=steps
+        )
     actions.log_outcome(
         done.outcome(), caller=f"{header.route}:{caller}", upstream=_upstream_name(done)
     )
-    if lease.lost:
-        return done  # whoever holds the lease now records the operation
-    return await _record(
-        done, store=store, settings=settings, queue=queue, clock=clock, steps=steps
-    )
+    return done
 
 
 def _upstream_name(operation: Operation) -> str:
@@ -436,6 +436,7 @@ async def _record(
         await send_work(queue, header.operation_id, delay=delay)
     elif queue is not None and header.retryable:
         await send_work(queue, header.operation_id, delay=0, poison=True)
+        telemetry.record_poisoned("attempts_exhausted")
         logger.warning(
             "operation=%s poisoned after %d attempts", header.operation_id, header.attempts
         )
@@ -486,23 +487,26 @@ async def process_message(
         )
         await send_work(found, operation_id, delay=wait)
         return operation
-    try:
-        return await run_attempt(
-            operation,
-            store=store,
-            upstreams=upstreams,
-            settings=settings,
-            queue=found,
-            clock=clock,
-            steps=steps,
-        )
-    except Held:
-        logger.info("operation=%s taken by another runner first", operation_id)
-        return operation
-    except Exception as exc:
-        if dequeue_count >= settings.queue_max_attempts:
-            await _note_failure(store, operation_id, exc, dequeue_count, clock)
-        raise
+    telemetry.record_queue_age((now - header.created_at).total_seconds())
+    with telemetry.queue_span(operation_id, dequeue_count=dequeue_count):
+        try:
+            return await run_attempt(
+                operation,
+                store=store,
+                upstreams=upstreams,
+                settings=settings,
+                queue=found,
+                clock=clock,
+                steps=steps,
+            )
+        except Held:
+            logger.info("operation=%s taken by another runner first", operation_id)
+            return operation
+        except Exception as exc:
+            if dequeue_count >= settings.queue_max_attempts:
+                await _note_failure(store, operation_id, exc, dequeue_count, clock)
+                telemetry.record_poisoned("delivery_failed")
+            raise
 
 
 async def _note_failure(

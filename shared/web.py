@@ -12,7 +12,7 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -20,7 +20,7 @@ from urllib.parse import urlencode, urlsplit
 
 import azure.functions as func
 
-from shared import principals, rendering, service, webhooks
+from shared import principals, rendering, service, telemetry, webhooks
 from shared.config import Settings, get_settings
 from shared.context import Invocation, set_invocation
 from shared.durable import Operation
@@ -107,19 +107,42 @@ async def handle(
     public: bool = False,
 ) -> func.HttpResponse:
     """Set the invocation context, check an Entra caller (unless `public`), run the route,
-    map any error to a problem."""
-    invocation = invocation_for(req)
-    set_invocation(invocation)
-    try:
-        if not public:  # Entra callers (Easy Auth): 403 unless in ALLOWED_PRINCIPALS
-            principal = principals.authorize(req.headers)
-            if principal is not None:
-                invocation = replace(invocation, caller=principal.caller)
-                set_invocation(invocation)
-        rendered = await route_body(invocation)
-    except Exception as exc:  # noqa: BLE001 - the edge: every error becomes a problem answer
-        rendered = render_error(exc, problem_style)
-    return to_http(rendered, invocation, instance=_path(req.url))
+    map any error to a problem; all of it inside the call's server span."""
+    path = _path(req.url)
+    with telemetry.http_server_span(
+        req.method, route_of(path, req.route_params), req.headers, path=path
+    ) as span:
+        invocation = invocation_for(req)
+        set_invocation(invocation)
+        try:
+            if not public:  # Entra callers (Easy Auth): 403 unless in ALLOWED_PRINCIPALS
+                principal = principals.authorize(req.headers)
+                if principal is not None:
+                    invocation = replace(invocation, caller=principal.caller)
+                    set_invocation(invocation)
+            rendered = await route_body(invocation)
+        except Exception as exc:  # noqa: BLE001 - the edge: every error becomes a problem answer
+            rendered = render_error(exc, problem_style)
+        response = to_http(rendered, invocation, instance=path)
+        span.answered(
+            response.status_code,
+            operation_id=rendered.operation_id or invocation.operation_id,
+            correlation_id=invocation.correlation_id,
+        )
+        return response
+
+
+def route_of(path: str, route_params: Mapping[str, str]) -> str:
+    """The path with each route parameter's segment shown as `{name}`: a span name that does
+    not grow with every workspace or operation id. Each parameter names one segment, the last
+    that holds its value (parameters follow the fixed part of every route)."""
+    segments = path.split("/")
+    for name, value in route_params.items():
+        for index in reversed(range(len(segments))):
+            if value and segments[index] == value:
+                segments[index] = f"{{{name}}}"
+                break
+    return "/".join(segments)
 
 
 async def serve_document(

@@ -47,6 +47,7 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
 }
 
 output appInsightsName string = appInsights.name
+output workspaceId string = workspace.id
 // The connection string holds the component's ingestion endpoint and instrumentation key, which are
 // identifiers, not credentials: with DisableLocalAuth, ingestion also needs an Entra token.
 output appInsightsConnectionString string = appInsights.properties.ConnectionString

@@ -11,6 +11,8 @@
   every retry with its upstream, the attempt that failed, why and the wait (our own stamina
   hook, which replaces stamina's bare `stamina.retry_scheduled` line). Headers and bodies are
   never logged.
+- Every attempt is a dependency span carrying its `traceparent` upstream, and every pacing wait
+  a metric (`shared.telemetry`), around one attempt here, whatever the transport.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import httpx
 import stamina
 from stamina.instrumentation import RetryDetails, set_on_retry_hooks
 
+from shared import telemetry
 from shared.clients.pacing import Pacer
 from shared.clients.transport import POOL_LIMITS
 from shared.errors import (
@@ -233,7 +236,8 @@ class ResilientHttp:
     ) -> httpx.Response:
         if self._pacer is None:
             return await self._attempt_now(request, number, deadline)
-        async with self._pacer.slot():  # answered (or failed) when the block exits
+        async with self._pacer.slot() as waited:  # answered (or failed) when the block exits
+            telemetry.record_rate_wait(self.upstream, waited)
             return await self._attempt_now(request, number, deadline)
 
     async def _attempt_now(
@@ -243,11 +247,25 @@ class ResilientHttp:
         if remaining <= 0:
             raise _Transient("retry budget spent", status=None, retry_after=None)
         request.extensions["timeout"] = _bounded(self._timeout, remaining).as_dict()
+        with telemetry.upstream_attempt(
+            self.upstream,
+            method=request.method,
+            url=str(request.url),
+            headers=request.headers,
+            number=number,
+        ) as span:
+            return await self._exchange(request, number, span)
+
+    async def _exchange(
+        self, request: httpx.Request, number: int, span: telemetry.AttemptSpan
+    ) -> httpx.Response:
+        """One request and its answer, told to the attempt's span."""
         started = self._clock()
         try:
             response = await self._client.send(request)
             await response.aread()
         except httpx.TimeoutException as exc:
+            span.failed(type(exc).__name__)
             self._log(request, number, "timeout", started)
             raise _Transient(
                 f"timed out ({type(exc).__name__})",
@@ -256,6 +274,7 @@ class ResilientHttp:
                 may_have_acted=isinstance(exc, MAY_HAVE_ACTED),
             ) from exc
         except httpx.TransportError as exc:
+            span.failed(type(exc).__name__)
             self._log(request, number, type(exc).__name__, started)
             raise _Transient(
                 f"connection failed ({type(exc).__name__})",
@@ -263,6 +282,7 @@ class ResilientHttp:
                 retry_after=None,
                 may_have_acted=isinstance(exc, MAY_HAVE_ACTED),
             ) from exc
+        span.answered(response.status_code, response.headers)
         self._log(request, number, str(response.status_code), started)
         if response.status_code in RETRYABLE_STATUSES:
             raise _Transient(

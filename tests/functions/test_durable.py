@@ -27,7 +27,7 @@ from local.sandbox.contraforce_state import DEMO_WORKSPACE_ID
 from local.sandbox.faults import Fault, FaultKind, FaultPlan
 from shared import storage
 from shared.webhooks import UNLINKING_EVENT, sign
-from tests.conftest import Sandboxes
+from tests.conftest import Exported, Sandboxes
 from tests.functions.conftest import Reply, call, registered
 
 WS = str(DEMO_WORKSPACE_ID)
@@ -425,6 +425,23 @@ async def test_poison_after_max_attempts_records_the_reason_then_replay_applies_
     assert (await poll(reply)).body["status"] == "succeeded"
     assert len(sandbox.contraforce.state.effects) == 1
     assert await queues.visible(queues.poison) == []
+
+
+async def test_queued_runs_record_their_queue_age_and_poisoned_work_counts_once(
+    queues: Queues, sandbox: Sandboxes, exported: Exported
+) -> None:
+    fail_first(sandbox.contraforce, 100)
+    await call("unlink_ticket", UNLINK, unlink_body(), headers={"Prefer": "respond-async"})
+    await queues.drain()
+    assert exported.total("ila.queue.age") == 3  # one per queued run (QUEUE_MAX_ATTEMPTS)
+    assert exported.total("ila.operations.poisoned", reason="attempts_exhausted") == 1
+    assert exported.total("ila.actions", action="unlink_ticket", status="failed") == 1
+    runs = [s for s in exported.spans.get_finished_spans() if s.name == "process operation"]
+    attempts = [s for s in exported.spans.get_finished_spans() if s.name == "contraforce"]
+    assert (len(runs), len(attempts)) == (3, 6)  # 3 runs x 2 attempts, each under its run
+    assert {a.parent.span_id for a in attempts if a.parent} == {
+        r.context.span_id for r in runs if r.context
+    }
 
 
 async def test_a_poisoned_request_repeated_with_its_key_is_queued_again_and_applied(

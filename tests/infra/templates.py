@@ -34,6 +34,8 @@ PLATFORM_SETTINGS = {
     "APPLICATIONINSIGHTS_CONNECTION_STRING": "telemetry destination",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "Entra-authenticated telemetry",
     "AZURE_CLIENT_ID": "azure-identity's DefaultAzureCredential: the user-assigned identity",
+    "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY": "the Python worker sets up OpenTelemetry",
+    "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "no httpx spans: the app makes one per attempt",
 }
 
 # Fields of Settings the template must not set, with the reason.
@@ -642,4 +644,155 @@ def easy_auth(t: Templates, unauthenticated_paths: set[str]) -> list[str]:
     )
     if any(name.startswith("WEBSITE_AUTH") for name, _ in t.app_settings()):
         problems.append("WEBSITE_AUTH_* is the platform's to set: an app setting would forge it")
+    return problems
+
+
+# ----------------------------------------------------------------------------------------------
+# Operate: the workbook and the alert rules (modules/observability.bicep)
+# ----------------------------------------------------------------------------------------------
+
+OBSERVABILITY = "modules/observability.bicep"
+WORKBOOK = "modules/workbook.json"
+# Where the app names its telemetry: span attributes, metrics, log attributes (`ila.*`).
+TELEMETRY_SOURCES = ("shared/telemetry.py", "shared/actions.py")
+TELEMETRY_NAME = re.compile(r"\bila\.[a-z_]+(?:\.[a-z_]+)*")
+
+# Each panel the workbook must have, by the phrases its query must contain.
+WORKBOOK_PANELS = {
+    "actions over time by status": ('Name == "ila.actions"', 'Properties["status"]', "bin("),
+    "upstream latency p50/p95": (
+        "AppDependencies",
+        "percentile(DurationMs, 50)",
+        "percentile(DurationMs, 95)",
+    ),
+    "retries and 429s": ('"ila.upstream.retries"', '"ila.upstream.throttled"'),
+    "poison count": ('"ila.operations.poisoned"',),
+    "failed operations with their correlation ids": (
+        '"failed"',
+        'Properties["ila.correlation_id"]',
+        "correlationId",
+    ),
+}
+
+# Each alert rule, by the phrases its query must contain.
+ALERTS = {
+    "any message in the poison queue": (
+        "StorageQueueLogs",
+        'OperationName == "PutMessage"',
+        "/${poisonQueueName}/messages",
+    ),
+    "failure rate above the threshold": (
+        'Name == "ila.actions"',
+        '"failed"',
+        "> ${failureRateThresholdPercent}",
+    ),
+    "an upstream answering 401": ('Name == "ila.upstream.attempts"', '["outcome"]) == "401"'),
+    "5xx from the app's routes": ("AppRequests", "toint(ResultCode) >= 500"),
+}
+
+
+def telemetry_names(root: Path = ROOT) -> set[str]:
+    """Every `ila.*` name the app's telemetry code uses."""
+    return {
+        name
+        for source in TELEMETRY_SOURCES
+        for name in TELEMETRY_NAME.findall((root / source).read_text(encoding="utf-8"))
+    }
+
+
+def _unknown_names(where: str, query: str, known: set[str]) -> list[str]:
+    return [
+        f"{where} reads {name}, which the app never records"
+        for name in sorted(set(TELEMETRY_NAME.findall(query)) - known)
+    ]
+
+
+def workbook(t: Templates, content: dict[str, Any], known: set[str]) -> list[str]:
+    """One shared workbook over the workspace, its content from workbook.json, with every panel
+    of WORKBOOK_PANELS and only names the app records."""
+    problems: list[str] = []
+    books = t.created("Microsoft.Insights/workbooks")
+    if len(books) != 1:
+        return [f"expected one workbook, found {len(books)}"]
+    book = books[0]
+    _expect(problems, "workbook kind", book.get("kind"), want="shared")
+    _expect(problems, "workbook category", book.get("properties", "category"), want="workbook")
+    _expect(problems, "workbook sourceId", book.get("properties", "sourceId"), want="workspaceId")
+    _expect(
+        problems,
+        "workbook serializedData",
+        render(book.get("properties", "serializedData")),
+        want="load_text_content(workbook.json)",
+    )
+    _expect(problems, "workbook version", content.get("version"), want="Notebook/1.0")
+    queries = {
+        item.get("name"): item["content"]
+        for item in content.get("items", [])
+        if item.get("type") == 3  # a query
+    }
+    for name, panel in queries.items():
+        if panel.get("timeContextFromParameter") != "TimeRange":
+            problems.append(f"workbook panel {name} ignores the TimeRange parameter")
+        problems += _unknown_names(f"workbook panel {name}", panel.get("query", ""), known)
+    for panel, phrases in WORKBOOK_PANELS.items():
+        if not any(all(p in q.get("query", "") for p in phrases) for q in queries.values()):
+            problems.append(f"the workbook has no panel for {panel} (a query with {phrases})")
+    return problems
+
+
+def alert_rules(t: Templates, known: set[str]) -> list[str]:
+    """The ALERTS, each a log alert over the workspace that notifies the action group given as
+    a parameter of main.bicep; the poison alert's data (queue writes) reaches the workspace."""
+    problems: list[str] = []
+    rules = t.created("Microsoft.Insights/scheduledQueryRules")
+    queries: dict[str, str] = {}
+    for rule in rules:
+        where = f"alert {rule.name}"
+        _expect(problems, f"{where} kind", rule.get("kind"), want="LogAlert")
+        _expect(problems, f"{where} enabled", rule.get("properties", "enabled"), want=True)
+        _expect(problems, f"{where} scopes", rule.get("properties", "scopes"), want=["workspaceId"])
+        _expect(
+            problems,
+            f"{where} action groups",
+            rule.get("properties", "actions", "actionGroups"),
+            want="actionGroups",
+        )
+        [criterion, *more] = rule.get("properties", "criteria", "allOf") or [{}]
+        if more:
+            problems.append(f"{where} has more than one criterion")
+        queries[rule.name] = str(criterion.get("query", ""))
+        problems += _unknown_names(where, queries[rule.name], known)
+    for alert, phrases in ALERTS.items():
+        matching = [name for name, q in queries.items() if all(p in q for p in phrases)]
+        if len(matching) != 1:
+            problems.append(f"expected one alert for {alert} (query with {phrases}): {matching}")
+    if len(rules) != len(ALERTS):
+        problems.append(f"expected {len(ALERTS)} alert rules, found {len(rules)}")
+    _expect(
+        problems,
+        "var actionGroups",
+        render(t.variable(OBSERVABILITY, "actionGroups")),
+        want="(empty(actionGroupId) ? [] : [actionGroupId])",
+    )
+    module = t.main.get("modules", {}).get("observability", {}).get("config", {})
+    _expect(
+        problems,
+        "observability module actionGroupId",
+        module.get("params", {}).get("actionGroupId"),
+        want="alertActionGroupId",
+    )
+    parameters = t.main.get("parameters", {})
+    if parameters.get("alertActionGroupId", {}).get("type") != "string":
+        problems.append(f"alertActionGroupId must be a string parameter of {MAIN}")
+    if parameters.get("failureRateThresholdPercent", {}).get("type") != "int":
+        problems.append(f"failureRateThresholdPercent must be an int parameter of {MAIN}")
+    writes = [
+        d
+        for d in t.created("Microsoft.Insights/diagnosticSettings")
+        if d.get("scope") == "queueService"
+        and {"category": "StorageWrite", "enabled": True} in (d.get("properties", "logs") or [])
+        and d.get("properties", "workspaceId") == "workspaceId"
+    ]
+    if len(writes) != 1:
+        problems.append("the queue service's StorageWrite log must go to the workspace")
     return problems

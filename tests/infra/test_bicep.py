@@ -136,6 +136,7 @@ def test_every_template_parses_with_current_pycep(real: Templates) -> None:
         "main.bicep",
         "modules/keyvault.bicep",
         "modules/monitoring.bicep",
+        "modules/observability.bicep",
         "modules/roles.bicep",
         "modules/storage.bicep",
     ]
