@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import shlex
+import signal
 import sys
 from collections.abc import Mapping, MutableMapping
 from contextlib import ExitStack
@@ -174,7 +175,15 @@ def telemetry_summary(env: Mapping[str, str]) -> str:
     return f"  telemetry     spans and metrics: {where}"
 
 
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    """SIGTERM (a service manager, `kill`) unwinds like Ctrl-C, so the simulators and the
+    Azurite this process started are stopped too. uvicorn hands the signal back once it has
+    shut down; without this handler the process would die there, before its cleanup."""
+    raise SystemExit(128 + signum)
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

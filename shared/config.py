@@ -67,6 +67,7 @@ class Settings(BaseSettings):
         case_sensitive=False,
         env_ignore_empty=True,
         populate_by_name=True,
+        defer_build=True,  # validated on the first get_settings(), not at import
     )
 
     contraforce_base_url: HttpUrl = HttpUrl("https://portal.contraforce.com/api/v2")

@@ -54,7 +54,7 @@ class Held(Exception):
 class OperationHeader(BaseModel):
     """One accepted request: its state, lease, attempts and how it ended."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     operation_id: str
     route: RouteKind
@@ -89,7 +89,7 @@ class OperationHeader(BaseModel):
 class CommandRow(BaseModel):
     """One command of an operation and what is known of its fate."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     operation_id: str
     index: int

@@ -32,13 +32,6 @@ from datetime import datetime, timedelta
 from http import HTTPStatus
 from typing import Any
 
-from azure.core import MatchConditions
-from azure.core.exceptions import (
-    AzureError,
-    HttpResponseError,
-    ResourceExistsError,
-    ResourceNotFoundError,
-)
 from pydantic import TypeAdapter
 
 from shared.errors import IdempotencyConflict, PayloadTooLarge, StoreUnavailable
@@ -310,7 +303,8 @@ def webhook_key_rows(event_id: str, signed_content: bytes) -> list[tuple[str, st
 
 
 class RecordStore:
-    """Operation headers, command rows and idempotency keys in one Azure Table."""
+    """Operation headers, command rows and idempotency keys in one Azure Table. The Azure SDK
+    is imported where it is used, like `shared.storage`: a cold start does not pay for it."""
 
     def __init__(self, storage: Storage, *, retention: timedelta) -> None:
         self._table = storage.table
@@ -320,6 +314,8 @@ class RecordStore:
 
     async def read(self, operation_id: str) -> tuple[OperationHeader, list[CommandRow]] | None:
         """The header and command rows of an operation, or None if it has no header."""
+        from azure.core.exceptions import AzureError  # noqa: PLC0415
+
         header: OperationHeader | None = None
         rows: list[CommandRow] = []
         try:
@@ -345,6 +341,8 @@ class RecordStore:
         does. Rows are only ever inserted, never overwritten, so a second writer of the same
         key (finishing what it thinks a dead writer left) cannot change rows a live one
         holds. None if another writer created the header first."""
+        from azure.core.exceptions import AzureError, ResourceExistsError  # noqa: PLC0415
+
         batch: list[dict[str, Any]] = []
         size = 0
         try:
@@ -372,6 +370,8 @@ class RecordStore:
 
     async def _insert_rows(self, entities: list[dict[str, Any]]) -> None:
         """Insert rows in one transaction; where some exist already, insert the rest alone."""
+        from azure.core.exceptions import HttpResponseError  # noqa: PLC0415
+
         try:
             await self._table.submit_transaction([("create", entity) for entity in entities])
         except HttpResponseError as exc:
@@ -392,6 +392,13 @@ class RecordStore:
         return row.model_copy(update={"etag": meta.get("etag")})
 
     async def _replace(self, entity: dict[str, Any], etag: str | None) -> Any:
+        from azure.core import MatchConditions  # noqa: PLC0415
+        from azure.core.exceptions import (  # noqa: PLC0415
+            AzureError,
+            HttpResponseError,
+            ResourceExistsError,
+            ResourceNotFoundError,
+        )
         from azure.data.tables import UpdateMode  # noqa: PLC0415 - the SDK loads on first use
 
         try:
@@ -418,6 +425,8 @@ class RecordStore:
         """Map every key to `operation_id` (all of them in one transaction), or find the
         operation one of them already maps to. Keys past retention are taken over. The same
         key for a different request is `IdempotencyConflict` (422)."""
+        from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError  # noqa: PLC0415
+
         entries = [
             {
                 "PartitionKey": partition,
@@ -439,6 +448,8 @@ class RecordStore:
         return await self._resolve(entries, now=now)
 
     async def _resolve(self, entries: list[dict[str, Any]], *, now: datetime) -> KeyClaim:
+        from azure.core import MatchConditions  # noqa: PLC0415
+        from azure.core.exceptions import AzureError, ResourceNotFoundError  # noqa: PLC0415
         from azure.data.tables import UpdateMode  # noqa: PLC0415 - the SDK loads on first use
 
         held: list[Any] = []
@@ -477,6 +488,8 @@ class RecordStore:
         return KeyClaim(target, held=True)
 
     async def _insert_quietly(self, entry: dict[str, Any]) -> None:
+        from azure.core.exceptions import AzureError, ResourceExistsError  # noqa: PLC0415
+
         try:
             await self._table.create_entity(entry)
         except ResourceExistsError:

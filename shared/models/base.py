@@ -16,24 +16,36 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 
+# Every model's validator is built on first use (`defer_build`), not at import: a cold start that
+# serves one route pays only for the models that route uses (bench P2).
+
+
 class InboundModel(BaseModel):
     """What a caller sends us: frozen, and an unknown field is an error, not a silent drop."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", str_strip_whitespace=True, defer_build=True
+    )
 
 
 class VendorModel(BaseModel):
     """What an upstream answers: frozen; fields the vendor adds later are kept, so the mirror
     routes pass them through unchanged."""
 
-    model_config = ConfigDict(frozen=True, extra="allow", populate_by_name=True)
+    model_config = ConfigDict(
+        frozen=True, extra="allow", populate_by_name=True, defer_build=True
+    )
 
 
 class CamelModel(BaseModel):
     """Our own answers: snake_case in Python, camelCase on the wire."""
 
     model_config = ConfigDict(
-        frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True
+        frozen=True,
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        defer_build=True,
     )
 
 

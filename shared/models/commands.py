@@ -15,7 +15,7 @@ from shared.models.contraforce import IncidentReference, Source
 
 
 class _Command(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 class UnlinkTicket(_Command):

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -197,3 +198,39 @@ def test_send_webhook_without_a_running_app_is_one_line_not_a_traceback() -> Non
     assert "Traceback" not in result.stderr
     [line] = result.stderr.splitlines()
     assert line.startswith(f"cannot reach http://localhost:{port}/api/webhooks/contraforce")
+
+
+def test_stopping_make_run_with_sigterm_stops_the_azurite_it_started(tmp_path: Path) -> None:
+    """A service manager (or a test) stops the host with SIGTERM, not Ctrl-C: the Azurite the
+    host started must go with it, not linger as an orphan on its ports."""
+    port = _free_port()
+    banner = tmp_path / "banner.txt"
+    with banner.open("wb") as stdout:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "local"],
+            cwd=ROOT,
+            env={**_environment(port), "LOCAL_FUNCTION_KEY": KEY},
+            stdout=stdout,
+            stderr=subprocess.DEVNULL,
+        )
+    host = HostProcess(process, f"http://127.0.0.1:{port}/api")
+    try:
+        _wait_until_ready(host, banner)
+        found = re.search(r"QueueEndpoint=http://127\.0\.0\.1:(\d+)/", banner.read_text())
+        assert found is not None, "the banner names the Azurite it started"
+        queue_port = int(found.group(1))
+        assert _listening(queue_port)
+    finally:
+        host.stop()
+    deadline = time.monotonic() + 10
+    while _listening(queue_port):
+        assert time.monotonic() < deadline, "Azurite outlived the host that started it"
+        time.sleep(0.05)  # another process winding down
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
