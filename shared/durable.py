@@ -328,6 +328,8 @@ async def run_attempt(
     gate = asyncio.Semaphore(settings.bulk_concurrency)
     lease = _Lease(store, header, settings, clock)
 
+    unstored: list[int] = []  # answered here, but the store still says SENT
+
     async def send_one(row: CommandRow) -> None:
         async with gate:
             if not lease.usable():
@@ -354,6 +356,7 @@ async def run_attempt(
             try:
                 rows[row.index] = await _store_answer(store, row)
             except (StoreUnavailable, Conflict):
+                unstored.append(row.index)
                 logger.exception(
                     "operation=%s command=%d answer not stored; a later attempt resends it",
                     row.operation_id,
@@ -368,7 +371,10 @@ async def run_attempt(
         )
     header = lease.header
     done = Operation(header, tuple(rows[index] for index in sorted(rows)))
-    if not lease.lost:  # else whoever holds the lease now records the operation
+    # A lost lease: whoever holds it now records the operation. An answer not stored: the
+    # record must not say final while the store says SENT; the lease runs out and a later
+    # attempt resends that command (ambiguous, so "nothing to do" then counts as done).
+    if not lease.lost and not unstored:
         done = await _record(
             done, store=store, settings=settings, queue=queue, clock=clock, steps=steps
         )

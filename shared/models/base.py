@@ -15,7 +15,6 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-
 # Every model's validator is built on first use (`defer_build`), not at import: a cold start that
 # serves one route pays only for the models that route uses (bench P2).
 
@@ -32,9 +31,7 @@ class VendorModel(BaseModel):
     """What an upstream answers: frozen; fields the vendor adds later are kept, so the mirror
     routes pass them through unchanged."""
 
-    model_config = ConfigDict(
-        frozen=True, extra="allow", populate_by_name=True, defer_build=True
-    )
+    model_config = ConfigDict(frozen=True, extra="allow", populate_by_name=True, defer_build=True)
 
 
 class CamelModel(BaseModel):

@@ -440,6 +440,18 @@ class DurableCore(RuleBasedStateMachine):
         )
 
     @invariant()
+    def a_final_record_agrees_with_its_commands(self) -> None:
+        for request in self.requests:
+            operation = self.operation(request)
+            if operation is None or not operation.final:
+                continue
+            sent = [row.index for row in operation.commands if row.mark.value == "sent"]
+            assert sent == [], (
+                f"operation {operation.operation_id} is recorded "
+                f"{operation.header.status.value} while commands {sent} still read SENT"
+            )
+
+    @invariant()
     def success_is_never_claimed_without_cause(self) -> None:
         unlinked = {effect.incident_id for effect in self.sim.state.effects}
         for request in self.requests:
@@ -454,15 +466,14 @@ class DurableCore(RuleBasedStateMachine):
 
 @contextlib.contextmanager
 def failing_row_writes(machine_of: Callable[[], DurableCore | None]) -> Iterator[None]:
-    """Row writes fail while the current machine asks for it (the store is down)."""
+    """Writes of answers fail while the current machine asks for it (the store is down)."""
     original = RecordStore.save_row
 
     async def save_row(store: RecordStore, row: Any) -> Any:
         machine = machine_of()
-        if machine is not None and machine.store_failures > 0:
-            machine.store_failures -= 1
-            if row.mark.value == "answered":
-                machine.allowance += 1  # this answer may never be stored: a resend may follow
+        if machine is not None and machine.store_failures > 0 and row.mark.value == "answered":
+            machine.store_failures -= 1  # the store goes down just as an answer comes back
+            machine.allowance += 1  # this answer may never be stored: a resend may follow
             raise StoreUnavailable("the operations table failed (injected)")
         return await original(store, row)
 
