@@ -26,7 +26,6 @@ from tests.infra.templates import (
     NOT_SET_IN_AZURE,
     ROOT,
     Templates,
-    read_sources,
 )
 
 # Flex Consumption: "Currently the lowest maximum instance count value is 40" (MicrosoftDocs
@@ -106,18 +105,6 @@ RULES: dict[str, Rule] = {
     ),
     "easy_auth": lambda t: templates.easy_auth(t, unauthenticated_paths()),
 }
-
-
-@pytest.fixture(scope="module")
-def sources() -> dict[str, str]:
-    found = read_sources()
-    assert MAIN in found
-    return found
-
-
-@pytest.fixture(scope="module")
-def real(sources: dict[str, str]) -> Templates:
-    return Templates.parse(sources)
 
 
 def mutated(sources: dict[str, str], file: str, old: str, new: str) -> Templates:

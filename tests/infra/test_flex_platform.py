@@ -6,22 +6,12 @@ from __future__ import annotations
 import pytest
 
 from tests.infra import templates
-from tests.infra.templates import MAIN, Templates, read_sources
+from tests.infra.templates import MAIN, Templates
 from tests.infra.test_bicep import (
     RULES,
     mutated,
     unauthenticated_paths,
 )
-
-
-@pytest.fixture(scope="module")
-def sources() -> dict[str, str]:
-    return read_sources()
-
-
-@pytest.fixture(scope="module")
-def real(sources: dict[str, str]) -> Templates:
-    return Templates.parse(sources)
 
 
 def site_config(t: Templates) -> dict[str, object]:

@@ -20,20 +20,9 @@ from tests.infra.templates import (
     WORKBOOK,
     Templates,
     alert_rules,
-    read_sources,
     telemetry_names,
     workbook,
 )
-
-
-@pytest.fixture(scope="module")
-def sources() -> dict[str, str]:
-    return read_sources()
-
-
-@pytest.fixture(scope="module")
-def real(sources: dict[str, str]) -> Templates:
-    return Templates.parse(sources)
 
 
 @pytest.fixture(scope="module")
