@@ -82,7 +82,8 @@ class Skipped:
 Handled = Finished | Pending
 
 
-def _settled(operation: Operation) -> Handled:
+def settled(operation: Operation) -> Handled:
+    """A stored operation as the edge renders it: its final Outcome, or pending."""
     if operation.final:
         return Finished(operation.outcome(), recorded=True)
     return Pending(operation)
@@ -121,10 +122,10 @@ async def perform(
         now=clock(),
     )
     if request.respond_async:
-        return _settled(await _enqueue(found, store, claim, clock=clock))
+        return settled(await _enqueue(found, store, claim, clock=clock))
     operation = claim.operation
     if not durable.runnable(operation, clock()):
-        return _settled(operation)
+        return settled(operation)
     try:
         operation = await durable.run_attempt(
             operation,
@@ -137,7 +138,7 @@ async def perform(
         )
     except Held:
         operation = await durable.read(store, operation.operation_id) or operation
-    return _settled(operation)
+    return settled(operation)
 
 
 async def _enqueue(
@@ -213,7 +214,7 @@ async def receive_delivery(
         caller="contraforce-webhook",
         now=clock(),
     )
-    return _settled(await _enqueue(found, store, claim, clock=clock))
+    return settled(await _enqueue(found, store, claim, clock=clock))
 
 
 async def find_operation(settings: Settings, operation_id: str) -> Operation:

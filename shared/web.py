@@ -260,12 +260,7 @@ async def serve_operation(req: func.HttpRequest) -> func.HttpResponse:
         if operation.header.status is OutcomeStatus.SKIPPED:
             body = operation.outcome().model_dump(mode="json", by_alias=True)
             return Rendered(200, body, operation_id=operation_id)
-        handled: service.Handled = (
-            service.Finished(operation.outcome(), recorded=True)
-            if operation.final
-            else service.Pending(operation)
-        )
-        return _rendered(handled, rendering.canonical, req, settings)
+        return _rendered(service.settled(operation), rendering.canonical, req, settings)
 
     return await handle(req, find)
 
