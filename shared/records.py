@@ -454,6 +454,7 @@ class RecordStore:
 
         held: list[Any] = []
         missing: list[dict[str, Any]] = []
+        stale: list[tuple[dict[str, Any], str | None]] = []  # past retention: taken over below
         try:
             for entry in entries:
                 try:
@@ -462,30 +463,32 @@ class RecordStore:
                     missing.append(entry)
                     continue
                 if now - datetime.fromisoformat(found["createdAt"]) > self._retention:
-                    await self._table.update_entity(
-                        entry,
-                        mode=UpdateMode.REPLACE,
-                        etag=found.metadata["etag"],
-                        match_condition=MatchConditions.IfNotModified,
-                    )
+                    stale.append((entry, found.metadata["etag"]))
                     continue
                 held.append(found)
         except AzureError as exc:
             raise _store_error("read an idempotency key", exc) from exc
-        if not held:
-            for entry in missing:  # the keys are ours now: write the ones still missing
-                await self._insert_quietly(entry)
-            return KeyClaim(entries[0]["operationId"], held=False)
-        if any(found["commandHash"] != entries[0]["commandHash"] for found in held):
+        if held and any(found["commandHash"] != entries[0]["commandHash"] for found in held):
             raise IdempotencyConflict(
                 "this Idempotency-Key was already used with a different request; "
                 "use a new key for a new request",
                 errors={"Idempotency-Key": ["was used with a different request"]},
             )
-        target = held[0]["operationId"]
-        for entry in missing:  # point the rest at the same operation
+        # Every key ends up naming one operation: the held one, else the new one.
+        target = held[0]["operationId"] if held else entries[0]["operationId"]
+        try:
+            for entry, etag in stale:
+                await self._table.update_entity(
+                    entry | {"operationId": target},
+                    mode=UpdateMode.REPLACE,
+                    etag=etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+        except AzureError as exc:
+            raise _store_error("take over an idempotency key", exc) from exc
+        for entry in missing:
             await self._insert_quietly(entry | {"operationId": target})
-        return KeyClaim(target, held=True)
+        return KeyClaim(target, held=bool(held))
 
     async def _insert_quietly(self, entry: dict[str, Any]) -> None:
         from azure.core.exceptions import AzureError, ResourceExistsError  # noqa: PLC0415

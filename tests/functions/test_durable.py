@@ -482,3 +482,63 @@ async def test_a_repeat_while_the_first_request_runs_is_202_counting_the_run_und
     assert (repeat.status, repeat.body["status"], repeat.body["attempts"]) == (202, "pending", 1)
     assert (await first).status == 200
     assert sandbox.contraforce.gate.counters.action_requests == 1
+
+
+async def test_keys_past_retention_are_taken_over_and_all_name_the_held_operation(
+    queues: Queues,
+) -> None:
+    """A webhook's event key past retention beside a fresh content key: the delivery is a
+    repeat of the held operation, and the stale key is pointed at it (not at a new one)."""
+    from datetime import timedelta  # noqa: PLC0415 - this test only
+
+    from shared import durable  # noqa: PLC0415
+    from shared.config import get_settings  # noqa: PLC0415
+    from shared.models.commands import UnlinkTicket  # noqa: PLC0415
+    from shared.models.contraforce import IncidentReference  # noqa: PLC0415
+    from shared.records import webhook_key_rows  # noqa: PLC0415
+
+    _, store = await durable.store_for(get_settings())
+    command = UnlinkTicket(
+        workspace_id=DEMO_WORKSPACE_ID,
+        incident=IncidentReference.model_validate({"id": TICKETED, "workspaceId": WS}),
+    )
+    event, content = webhook_key_rows(str(uuid.uuid4()), uuid.uuid4().bytes)
+    start = datetime.now(UTC)
+    first = await durable.accept(
+        store,
+        operation_id=str(uuid.uuid4()),
+        route="webhook",
+        commands=[command],
+        keys=[event],
+        now=start,
+    )
+    later = start + timedelta(hours=25)  # the event key is past the 24 h retention
+    held = await durable.accept(
+        store,
+        operation_id=str(uuid.uuid4()),
+        route="webhook",
+        commands=[command],
+        keys=[content],
+        now=later,
+    )
+    again = await durable.accept(
+        store,
+        operation_id=str(uuid.uuid4()),
+        route="webhook",
+        commands=[command],
+        keys=[event, content],
+        now=later,
+    )
+    assert not held.existing
+    assert (again.existing, again.operation.operation_id) == (True, held.operation.operation_id)
+    repeat = await durable.accept(
+        store,
+        operation_id=str(uuid.uuid4()),
+        route="webhook",
+        commands=[command],
+        keys=[event],
+        now=later,
+    )
+    assert (
+        repeat.operation.operation_id == held.operation.operation_id != first.operation.operation_id
+    )
