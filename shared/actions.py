@@ -72,7 +72,10 @@ async def run(
                 return _plan(command, upstreams)
             return await run_command(command, upstreams, settings=settings)
 
-    ran = await asyncio.gather(*(run_gated(command) for command in commands))
+    if len(commands) == 1:  # most calls: no tasks to gather
+        ran = [await run_gated(commands[0])]
+    else:
+        ran = await asyncio.gather(*(run_gated(command) for command in commands))
     outcome = outcome_of(
         [(index, result.items) for index, result in enumerate(ran)],
         operation_id=operation_id,
@@ -103,7 +106,9 @@ def outcome_of(
 ) -> Outcome:
     """The Outcome of commands' items, each item numbered by its command's index."""
     items = tuple(
-        item.model_copy(update={"index": index}) for index, group in results for item in group
+        item if item.index == index else item.model_copy(update={"index": index})
+        for index, group in results
+        for item in group
     )
     single = items[0].upstream if len(results) == 1 and len(items) == 1 else None
     return Outcome(

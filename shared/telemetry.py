@@ -28,7 +28,8 @@ import logging
 import os
 import threading
 from collections.abc import Iterator, Mapping, MutableMapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from functools import lru_cache
 from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
@@ -62,6 +63,7 @@ RATE_WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10
 
 class _Instruments(NamedTuple):
     tracer: Tracer
+    tracing: bool  # False: OpenTelemetry's no-op API; spans are skipped, not built and dropped
     actions: Counter
     upstream_attempts: Counter
     upstream_retries: Counter
@@ -142,9 +144,13 @@ def _configure_sdk(*, otlp: bool) -> None:
 
 
 def _build(tracer_provider: TracerProvider, meter_provider: MeterProvider) -> _Instruments:
+    from opentelemetry import trace  # noqa: PLC0415
+
     meter = meter_provider.get_meter(NAME)
     return _Instruments(
         tracer=tracer_provider.get_tracer(NAME),
+        # Nothing set a provider (no exporter configured): every span would be a no-op.
+        tracing=not isinstance(tracer_provider, trace.ProxyTracerProvider),
         actions=meter.create_counter(
             "ila.actions", unit="{action}", description="Actions finished, by action and status"
         ),
@@ -221,6 +227,7 @@ def _clip(value: str | None) -> str | None:
     return text[:MAX_HEADER_VALUE] or None
 
 
+@lru_cache(maxsize=256)  # a client sends to few URLs (one per route and workspace)
 def redacted_url(url: str) -> str:
     """`url` without userinfo, query or fragment: what a span or a log line may carry."""
     parts = urlsplit(url)
@@ -260,6 +267,9 @@ def http_server_span(
     )
 
     tools = _get()
+    if not tools.tracing:
+        yield ServerSpan(trace.INVALID_SPAN)
+        return
     hosted = trace.get_current_span().get_span_context().is_valid
     if hosted:  # the Functions worker attached the host's context: the host has the request
         context = None
@@ -361,22 +371,13 @@ def upstream_attempt(
     )
 
     tools = _get()
-    attributes: dict[str, str | int] = {
-        "peer.service": upstream,
-        "http.request.method": method,
-        "url.full": redacted_url(url),
-        ATTEMPT: number,
-    }
-    if number > 1:
-        attributes["http.request.resend_count"] = number - 1
-    with tools.tracer.start_as_current_span(
-        upstream,
-        kind=trace.SpanKind.CLIENT,
-        attributes=attributes,
-        record_exception=False,
-        set_status_on_exception=False,
+    with (
+        _attempt_span(tools, upstream, method=method, url=url, number=number)
+        if tools.tracing
+        else nullcontext(trace.INVALID_SPAN)
     ) as span:
-        TraceContextTextMapPropagator().inject(headers)
+        if tools.tracing:
+            TraceContextTextMapPropagator().inject(headers)
         attempt = AttemptSpan(span)
         try:
             yield attempt
@@ -390,6 +391,28 @@ def upstream_attempt(
                 tools.upstream_retries.add(1, {"upstream": upstream})
             if attempt.outcome == "429":
                 tools.upstream_throttled.add(1, {"upstream": upstream})
+
+
+def _attempt_span(
+    tools: _Instruments, upstream: str, *, method: str, url: str, number: int
+) -> AbstractContextManager[Span]:
+    from opentelemetry import trace  # noqa: PLC0415
+
+    attributes: dict[str, str | int] = {
+        "peer.service": upstream,
+        "http.request.method": method,
+        "url.full": redacted_url(url),
+        ATTEMPT: number,
+    }
+    if number > 1:
+        attributes["http.request.resend_count"] = number - 1
+    return tools.tracer.start_as_current_span(
+        upstream,
+        kind=trace.SpanKind.CLIENT,
+        attributes=attributes,
+        record_exception=False,
+        set_status_on_exception=False,
+    )
 
 
 # ---- metrics ----------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 from http import HTTPStatus
 from typing import Any, Protocol
 
@@ -142,6 +143,29 @@ def log_retry(details: RetryDetails) -> None:
     )
 
 
+class _NoCookies(httpx.Cookies):
+    """A cookie jar that keeps nothing. Every upstream call authenticates itself; a cookie one
+    answer set must not ride along on the next call (which may be another caller's). Also
+    saves the jar's per-response parsing, which is most of a request's bookkeeping in httpx."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:  # noqa: ARG002 - kept none
+        return None
+
+
+class _UpstreamClient(httpx.AsyncClient):
+    """`httpx.AsyncClient` without a cookie jar (see `_NoCookies`)."""
+
+    _no_cookies = _NoCookies()
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._no_cookies
+
+    @cookies.setter
+    def cookies(self, cookies: object) -> None:  # noqa: ARG002 - refused
+        raise TypeError("upstream clients keep no cookies")
+
+
 @dataclass(frozen=True)
 class Delivered:
     """An upstream answer that is not a transient failure, and how many attempts it took."""
@@ -178,7 +202,7 @@ class ResilientHttp:
         if pacer is None and rate_limit_per_second:
             pacer = Pacer(rate_limit_per_second)
         self._pacer = pacer  # a given pacer (a shared budget's) wins over the rate
-        self._client = httpx.AsyncClient(
+        self._client = _UpstreamClient(
             base_url=base_url,
             auth=auth,
             timeout=timeout,
@@ -187,6 +211,9 @@ class ResilientHttp:
             follow_redirects=False,
             headers={"User-Agent": USER_AGENT},
         )
+        # Resolving a path against the base URL parses both; a client sees few paths (one per
+        # route and workspace), so each is resolved once.
+        self._url_for = lru_cache(maxsize=256)(self._resolve)
 
     @property
     def base_url(self) -> httpx.URL:
@@ -196,7 +223,13 @@ class ResilientHttp:
         self, method: str, path: str, *, json: Any, headers: Mapping[str, str] | None = None
     ) -> httpx.Request:
         """Build a request relative to the base URL; `path` must already be encoded."""
-        return self._client.build_request(method, path, json=json, headers=headers)
+        return self._client.build_request(method, self._url_for(path), json=json, headers=headers)
+
+    def _resolve(self, path: str) -> httpx.URL:
+        """`path` under the base URL, as httpx joins them (base path + path, no dot-segment
+        resolution): `workspaces/x` under `https://h/api/v2/` is `https://h/api/v2/workspaces/x`."""
+        base = self._client.base_url
+        return base.copy_with(raw_path=base.raw_path + httpx.URL(path).raw_path.lstrip(b"/"))
 
     async def send(self, request: httpx.Request) -> Delivered:
         """Send with pacing and retries. Raises `UpstreamUnavailable` when retries run out."""

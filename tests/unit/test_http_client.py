@@ -5,17 +5,26 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from urllib.parse import quote
 from uuid import UUID
 
 import httpx
 import pytest
 import stamina
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from shared.clients.auth import BasicCredential, D3ApiKeyCredential
 from shared.clients.contraforce import ContraForceClient
 from shared.clients.d3 import D3Client
-from shared.clients.http import RetryDecider, RetryPolicy, _Transient, parse_retry_after
+from shared.clients.http import (
+    ResilientHttp,
+    RetryDecider,
+    RetryPolicy,
+    _Transient,
+    parse_retry_after,
+)
 from shared.errors import UpstreamAuthRejected, UpstreamRejected, UpstreamUnavailable
 from shared.models.commands import RemoveLinkedIncidents, UnlinkTicket
 from shared.models.contraforce import IncidentReference
@@ -153,6 +162,55 @@ async def test_request_goes_to_the_settings_base_url_with_only_the_uuid_in_the_p
     await contraforce(handler).unlink_ticket(unlink())
     assert str(seen[0].url) == f"https://cf.example/api/v2/workspaces/{WORKSPACE}/tickets/unlink"
     assert seen[0].headers["authorization"].startswith("Basic ")
+
+
+async def test_a_cookie_an_upstream_sets_is_not_sent_on_the_next_call() -> None:
+    """Every call authenticates itself; a cookie from one answer (perhaps for another caller's
+    call) must not ride along on the next."""
+    with_cookie = httpx.Response(
+        200,
+        json={"data": True, "meta": {}},
+        headers={"Set-Cookie": "ARRAffinity=abc; Path=/; Domain=cf.example"},
+    )
+    handler, seen = scripted(with_cookie, OK)
+    client = contraforce(handler)
+    await client.unlink_ticket(unlink())
+    await client.unlink_ticket(unlink())
+    assert [request.headers.get("cookie") for request in seen] == [None, None]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    base=st.sampled_from(
+        [
+            "https://cf.example",
+            "https://cf.example/",
+            "https://cf.example/api/v2",
+            "https://cf.example:8443/api/v2/",
+            "https://user:pw@cf.example/a%20b/",
+        ]
+    ),
+    segments=st.lists(
+        st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=8),
+        min_size=1,
+        max_size=4,
+    ),
+    query=st.sampled_from(["", "?token=abc", "?a=1&b=%20"]),
+)
+def test_a_path_is_joined_to_the_base_url_exactly_as_httpx_joins_it(
+    base: str, segments: list[str], query: str
+) -> None:
+    """Paths are resolved once per client and cached: the URL must be the one httpx builds."""
+    path = "/".join(quote(segment, safe="") for segment in segments) + query
+    http = ResilientHttp(
+        upstream="contraforce",
+        base_url=base,
+        auth=httpx.BasicAuth("u", "p"),
+        policy=NO_WAIT,
+        timeout=httpx.Timeout(5),
+    )
+    reference = httpx.AsyncClient(base_url=base)
+    assert http.build("POST", path, json={}).url == reference.build_request("POST", path).url
 
 
 async def test_each_attempt_timeout_is_bounded_by_the_remaining_budget() -> None:

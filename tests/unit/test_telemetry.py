@@ -175,6 +175,22 @@ def test_without_a_destination_nothing_is_configured(
     assert no_provider_yet == []
 
 
+async def test_without_a_destination_an_attempt_builds_no_span_and_sends_no_traceparent(
+    no_provider_yet: list[dict[str, Any]],
+) -> None:
+    """Tracing off (OpenTelemetry's no-op API): the attempt is still sent and told its
+    answer, but no span is started and no `traceparent` goes upstream."""
+    handler, seen = answers(httpx.Response(503), httpx.Response(200))
+    http = sender(handler)
+    try:
+        delivered = await http.send(http.build("POST", "Command/X", json={}))
+    finally:
+        await http.aclose()
+    assert (delivered.response.status_code, delivered.attempts) == (200, 2)
+    assert all("traceparent" not in headers for headers in seen)
+    assert not telemetry._get().tracing
+
+
 def test_a_provider_set_by_the_functions_worker_is_used_as_it_is(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
