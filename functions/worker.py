@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
+from shared import heap
 from shared.config import get_settings
 from shared.service import process_message
 from shared.storage import QUEUE_NAME
@@ -13,6 +14,9 @@ bp = func.Blueprint()
 
 @bp.queue_trigger(arg_name="msg", queue_name=QUEUE_NAME, connection="AzureWebJobsStorage")
 async def run_queued_action(msg: func.QueueMessage) -> None:
-    await process_message(
-        get_settings(), msg.get_body().decode(), dequeue_count=msg.dequeue_count or 1
-    )
+    try:
+        await process_message(
+            get_settings(), msg.get_body().decode(), dequeue_count=msg.dequeue_count or 1
+        )
+    finally:
+        heap.after_call()  # what this run loaded lives as long as the process

@@ -20,7 +20,7 @@ from urllib.parse import urlencode, urlsplit
 
 import azure.functions as func
 
-from shared import principals, rendering, service, telemetry, webhooks
+from shared import heap, principals, rendering, service, telemetry, webhooks
 from shared.config import Settings, get_settings
 from shared.context import Invocation, set_invocation
 from shared.durable import Operation
@@ -129,7 +129,8 @@ async def handle(
             operation_id=rendered.operation_id or invocation.operation_id,
             correlation_id=invocation.correlation_id,
         )
-        return response
+    heap.after_call()  # what this call loaded lives as long as the process
+    return response
 
 
 def route_of(path: str, route_params: Mapping[str, str]) -> str:
