@@ -335,6 +335,8 @@ class AttemptSpan:
 
     def answered(self, status: int, headers: Mapping[str, str]) -> None:
         self.outcome = str(status)
+        if not self.span.is_recording():  # tracing off: nothing would keep the attributes
+            return
         self.span.set_attribute("http.response.status_code", status)
         request_id = _clip(next((headers[h] for h in REQUEST_ID_HEADERS if h in headers), None))
         if request_id:
