@@ -15,17 +15,21 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from shared import actions, durable, lifecycle, webhooks
+from shared import actions
 from shared.clients.registry import ProcessUpstreams, Upstreams
 from shared.config import Settings
-from shared.durable import Operation
 from shared.errors import OperationNotFound
-from shared.lifecycle import Held, RouteKind
 from shared.models.commands import Command
 from shared.models.outcome import Outcome
-from shared.records import Conflict, RecordStore, caller_key_row, check_fits, webhook_key_rows
-from shared.storage import Storage
+
+if TYPE_CHECKING:  # the storage path loads with its first use (a direct call never needs it)
+    from shared import durable, webhooks
+    from shared.durable import Operation, Steps
+    from shared.lifecycle import RouteKind
+    from shared.records import RecordStore
+    from shared.storage import Storage
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +99,7 @@ async def perform(
     *,
     upstreams: Upstreams | None = None,
     clock: Clock = _now,
-    steps: durable.Steps = durable.no_steps,
+    steps: Steps | None = None,
 ) -> Handled:
     """Run or record one action request; see the module docstring for which path it takes."""
     upstreams = upstreams or ProcessUpstreams(settings)
@@ -109,6 +113,10 @@ async def perform(
             caller=request.route,
         )
         return Finished(outcome)
+    from shared import durable  # noqa: PLC0415 - the storage path, loaded on first use
+    from shared.lifecycle import Held  # noqa: PLC0415
+    from shared.records import caller_key_row, check_fits  # noqa: PLC0415
+
     check_fits(request.operation_id, request.commands, prefix="items")
     found, store = await durable.store_for(settings)
     keys = [caller_key_row(request.idempotency_key)] if request.idempotency_key else []
@@ -134,7 +142,7 @@ async def perform(
             settings=settings,
             caller="sync",
             clock=clock,
-            steps=steps,
+            steps=steps or durable.no_steps,
         )
     except Held:
         operation = await durable.read(store, operation.operation_id) or operation
@@ -145,6 +153,10 @@ async def _enqueue(
     found: Storage, store: RecordStore, claim: durable.Claim, *, clock: Clock
 ) -> Operation:
     """Queue a new operation; queue a repeat again only if its work may have been lost."""
+    from shared import durable, lifecycle  # noqa: PLC0415 - the storage path
+    from shared.durable import Operation  # noqa: PLC0415
+    from shared.records import Conflict  # noqa: PLC0415
+
     operation = claim.operation
     now = clock()
     if claim.existing and not _lost(operation, now):
@@ -184,6 +196,9 @@ async def receive_delivery(
     """A verified ContraForce delivery: acknowledged (test), recorded as skipped, or queued.
     Deduplicated on its event id *and* on its signed content, so a replay under a new event
     id never acts twice."""
+    from shared import durable, webhooks  # noqa: PLC0415 - the storage path
+    from shared.records import webhook_key_rows  # noqa: PLC0415
+
     decision = webhooks.decide(delivery, unlink_classifications=settings.unlink_classifications())
     if decision.is_test:
         logger.info(
@@ -219,6 +234,8 @@ async def receive_delivery(
 
 async def find_operation(settings: Settings, operation_id: str) -> Operation:
     """The stored operation, or `OperationNotFound`."""
+    from shared import durable  # noqa: PLC0415 - the storage path
+
     _, store = await durable.store_for(settings)
     operation = await durable.read(store, operation_id)
     if operation is None:
@@ -235,14 +252,16 @@ async def process_message(
     dequeue_count: int,
     upstreams: Upstreams | None = None,
     clock: Clock = _now,
-    steps: durable.Steps = durable.no_steps,
+    steps: Steps | None = None,
 ) -> Operation | None:
     """The queue worker's use case."""
+    from shared import durable  # noqa: PLC0415 - the storage path
+
     return await durable.process_message(
         settings,
         message,
         upstreams=upstreams or ProcessUpstreams(settings),
         dequeue_count=dequeue_count,
         clock=clock,
-        steps=steps,
+        steps=steps or durable.no_steps,
     )

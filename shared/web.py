@@ -15,21 +15,23 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
 import azure.functions as func
 
-from shared import heap, principals, rendering, service, telemetry, webhooks
+from shared import heap, principals, rendering, service, telemetry
 from shared.config import Settings, get_settings
 from shared.context import Invocation, set_invocation
-from shared.durable import Operation
 from shared.errors import AppError, InvalidPayload, OperationNotFound, PayloadTooLarge
 from shared.intake import Incoming, Parser, dry_run_requested, query_of
-from shared.lifecycle import RouteKind
 from shared.models.outcome import Outcome, OutcomeStatus
 from shared.problems import from_error
 from shared.rendering import ProblemStyle, Rendered, render_problem
+
+if TYPE_CHECKING:  # the storage path loads with its first use (see shared.service)
+    from shared.durable import Operation
+    from shared.lifecycle import RouteKind
 
 logger = logging.getLogger(__name__)
 
@@ -270,6 +272,8 @@ async def serve_webhook(
     req: func.HttpRequest, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 ) -> func.HttpResponse:
     """`POST webhooks/contraforce`: verify, then queue (202), skip (200) or acknowledge a test."""
+
+    from shared import webhooks  # noqa: PLC0415 - loaded with the first delivery
 
     async def receive(invocation: Invocation) -> Rendered:
         settings = get_settings()

@@ -3,9 +3,6 @@ telemetry goes, and what a cold start does not pay for."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -202,25 +199,3 @@ def test_a_provider_set_by_the_functions_worker_is_used_as_it_is(
     monkeypatch.setenv(telemetry.CONNECTION_STRING_SETTING, "InstrumentationKey=x")
     telemetry.record_poisoned("test")
     assert calls == []
-
-
-def test_importing_the_app_imports_no_opentelemetry() -> None:
-    """A cold start pays for OpenTelemetry only when the first call records something."""
-    env = {k: v for k, v in os.environ.items() if k in {"PATH", "HOME", "SYSTEMROOT"}}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            (
-                "import sys, function_app\n"
-                "print([m for m in sys.modules\n"
-                "       if m.startswith(('opentelemetry', 'azure.monitor'))])"
-            ),
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert (result.returncode, result.stdout.strip()) == (0, "[]"), result.stderr
