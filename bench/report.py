@@ -291,9 +291,13 @@ def _p1_prod_section(results: Results) -> list[str]:
             "**raw-httpx-aiohttp**: the same on the httpx-aiohttp transport; **raw-aiohttp**: "
             "one `aiohttp.ClientSession`; **app-httpcore** / **app-aiohttp**: the app with "
             "`HTTP_TRANSPORT=httpcore` / `aiohttp` (the default), pacing out of the way "
-            "(`CONTRAFORCE_RATE_LIMIT_PER_SECOND=1000000`), logging at WARNING. Every path "
-            "shares one pooled client among its workers; all warmed up; rounds alternate "
-            "between paths. CPU ms/req is this process's (client and app, not the simulator)."
+            "(`CONTRAFORCE_RATE_LIMIT_PER_SECOND=1000000`), logging at WARNING, no telemetry "
+            "destination (OpenTelemetry's no-op API: no spans are built; with Application "
+            "Insights each call also builds and exports two). Every path "
+            "shares one pooled client among its workers; all warmed up (so the app's first "
+            "calls have frozen what they loaded out of the collector's way, `shared/heap.py`); "
+            "rounds alternate between paths. CPU ms/req is this process's (client and app, not "
+            "the simulator)."
         ),
         "",
         "| concurrency | path | requests | p50 ms | p99 ms | req/s | CPU ms/req |",
