@@ -7,6 +7,10 @@ and run or queue), receive a verified webhook delivery, find an operation. No HT
 - a keyed request is recorded (once per key) and run in-process under a lease;
 - an asynchronous request is recorded and queued.
 Every path settles "nothing to do" by the same rule (`shared.actions.settle`).
+
+The storage path (durable, records, lifecycle, storage, webhooks) is imported by the functions
+that take it, on their first use: a direct call, the first call of most instances, never loads
+it (tests/unit/test_cold_import.py).
 """
 
 from __future__ import annotations
