@@ -1,5 +1,5 @@
 """The served app for the `ila` tests (the same fixtures as the client's)."""
 
-from tests.client.conftest import app, app_host, stack
+from tests.client.conftest import app, sandbox, stack
 
-__all__ = ["app", "app_host", "stack"]
+__all__ = ["app", "sandbox", "stack"]

@@ -3,25 +3,14 @@ simulators and Azurite, for the client and `ila` tests: the end-to-end tests' ho
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from tests.e2e.conftest import Stack, stack
+from tests.e2e.conftest import Stack, sandbox, stack
 
-__all__ = ["app", "app_host", "stack"]
-
-
-@pytest.fixture(scope="session")
-def app_host(stack: Stack) -> Stack:
-    return stack
+__all__ = ["app", "sandbox", "stack"]
 
 
 @pytest.fixture
-def app(app_host: Stack) -> Iterator[Stack]:
-    """The served app, its simulators reset before and after the test."""
-    app_host.contraforce.reset()
-    app_host.d3.reset()
-    yield app_host
-    app_host.contraforce.reset()
-    app_host.d3.reset()
+def app(sandbox: Stack) -> Stack:
+    """The served app, its simulators reset before and after the test (e2e's `sandbox`)."""
+    return sandbox

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from function_app import app
 from local.azurite import Azurite
@@ -15,6 +17,23 @@ from shared.clients import registry
 from tests.conftest import Sandboxes
 
 KEY = "fuzz-function-key"
+
+T = TypeVar("T", bound=Callable[..., Any])
+
+
+def fuzz_settings(max_examples: int) -> Callable[[T], T]:
+    """Hypothesis settings of every schemathesis test here: reproducible, no deadline, and the
+    health checks a served app with a function-scoped fixture would trip."""
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.filter_too_much,
+            HealthCheck.function_scoped_fixture,
+        ],
+    )
 
 
 @pytest.fixture

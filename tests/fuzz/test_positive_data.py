@@ -15,27 +15,17 @@ import uuid
 from typing import Any
 
 import schemathesis
-from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode, checks
 
 from shared.openapi import openapi
-from tests.fuzz.conftest import KEY
+from tests.fuzz.conftest import KEY, fuzz_settings
 
 schema = schemathesis.openapi.from_dict(openapi())
 schema.config.generation.update(modes=[GenerationMode.POSITIVE])
 
 
 @schema.parametrize()
-@settings(
-    max_examples=25,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[
-        HealthCheck.too_slow,
-        HealthCheck.filter_too_much,
-        HealthCheck.function_scoped_fixture,
-    ],
-)
+@fuzz_settings(max_examples=25)
 def test_every_schema_valid_request_is_accepted(
     case: schemathesis.Case[Any], base_url: str
 ) -> None:
