@@ -28,7 +28,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterator, Mapping, MutableMapping
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext
 from functools import lru_cache
 from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
@@ -368,18 +368,13 @@ def upstream_attempt(
 ) -> Iterator[AttemptSpan]:
     """A dependency span around one attempt; writes its `traceparent` into `headers`."""
     from opentelemetry import trace  # noqa: PLC0415
-    from opentelemetry.trace.propagation.tracecontext import (  # noqa: PLC0415
-        TraceContextTextMapPropagator,
-    )
 
     tools = _get()
     with (
-        _attempt_span(tools, upstream, method=method, url=url, number=number)
+        _attempt_span(tools, upstream, method=method, url=url, headers=headers, number=number)
         if tools.tracing
         else nullcontext(trace.INVALID_SPAN)
     ) as span:
-        if tools.tracing:
-            TraceContextTextMapPropagator().inject(headers)
         attempt = AttemptSpan(span)
         try:
             yield attempt
@@ -395,10 +390,21 @@ def upstream_attempt(
                 tools.upstream_throttled.add(1, {"upstream": upstream})
 
 
+@contextmanager
 def _attempt_span(
-    tools: _Instruments, upstream: str, *, method: str, url: str, number: int
-) -> AbstractContextManager[Span]:
+    tools: _Instruments,
+    upstream: str,
+    *,
+    method: str,
+    url: str,
+    headers: MutableMapping[str, str],
+    number: int,
+) -> Iterator[Span]:
+    """The attempt's CLIENT span, current, its `traceparent` written into `headers`."""
     from opentelemetry import trace  # noqa: PLC0415
+    from opentelemetry.trace.propagation.tracecontext import (  # noqa: PLC0415
+        TraceContextTextMapPropagator,
+    )
 
     attributes: dict[str, str | int] = {
         "peer.service": upstream,
@@ -408,13 +414,15 @@ def _attempt_span(
     }
     if number > 1:
         attributes["http.request.resend_count"] = number - 1
-    return tools.tracer.start_as_current_span(
+    with tools.tracer.start_as_current_span(
         upstream,
         kind=trace.SpanKind.CLIENT,
         attributes=attributes,
         record_exception=False,
         set_status_on_exception=False,
-    )
+    ) as span:
+        TraceContextTextMapPropagator().inject(headers)
+        yield span
 
 
 # ---- metrics ----------------------------------------------------------------------------------
