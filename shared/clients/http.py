@@ -232,20 +232,38 @@ class ResilientHttp:
         return base.copy_with(raw_path=base.raw_path + httpx.URL(path).raw_path.lstrip(b"/"))
 
     async def send(self, request: httpx.Request) -> Delivered:
-        """Send with pacing and retries. Raises `UpstreamUnavailable` when retries run out."""
+        """Send with pacing and retries. Raises `UpstreamUnavailable` when retries run out.
+
+        Most calls are answered on the first attempt, which is made without building stamina's
+        retry state (about 70 µs and some 50 objects in reference cycles a call, which the
+        garbage collector then has to find); only a transient failure goes on to `_retry`."""
         deadline = self._clock() + self._policy.budget_seconds
-        attempts = 0
-        may_have_acted = False
+        try:
+            response = await self._attempt(request, 1, deadline)
+        except _Transient as failed:
+            return await self._retry(request, failed, deadline)
+        return Delivered(response, 1)
+
+    async def _retry(self, request: httpx.Request, first: _Transient, deadline: float) -> Delivered:
+        """Attempts after a transient first failure, through stamina. stamina is handed that
+        failure as its own first attempt, so whether to retry, the wait, the retry log line and
+        the attempt numbers are what they would be had stamina made the first attempt itself."""
+        attempts = 1
+        may_have_acted = first.may_have_acted
+        replay: _Transient | None = first
         try:
             async for attempt in stamina.retry_context(
                 on=RetryDecider(self._policy, deadline, self._clock),
                 attempts=self._policy.attempts,
-                timeout=self._policy.budget_seconds,
+                timeout=self._policy.budget_seconds,  # a backstop: RetryDecider keeps `deadline`
                 wait_initial=self._policy.initial_wait_seconds,
                 wait_max=self._policy.max_wait_seconds,
                 wait_jitter=self._policy.initial_wait_seconds,
             ).with_name(f"upstream={self.upstream} {request.method} {request.url.path}", (), {}):
                 with attempt:
+                    if replay is not None:
+                        failed, replay = replay, None
+                        raise failed
                     attempts += 1
                     try:
                         response = await self._attempt(request, attempts, deadline)
@@ -297,6 +315,10 @@ class ResilientHttp:
         try:
             response = await self._client.send(request)
             await response.aread()
+            # httpx's answer and its stream refer to each other, which would leave every answer
+            # (its request, headers and the transport's response) to the cycle collector. Read
+            # and closed, the stream is of no more use: the answer keeps its bytes only.
+            response.stream = httpx.ByteStream(response.content)
         except httpx.TimeoutException as exc:
             span.failed(type(exc).__name__)
             self._log(request, number, "timeout", started)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import logging
+import weakref
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from urllib.parse import quote
@@ -89,6 +91,27 @@ async def test_transient_status_is_retried_until_success(status: int) -> None:
     handler, seen = scripted(httpx.Response(status), httpx.Response(status), OK)
     answer = await contraforce(handler).unlink_ticket(unlink())
     assert (answer.reply.data, answer.attempts, len(seen)) == (True, 3, 3)
+
+
+async def test_a_call_answered_at_once_builds_no_retry_state_and_a_retry_goes_through_stamina(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    built: list[object] = []
+    real = stamina.retry_context
+
+    def counted(*args: object, **kwargs: object) -> object:
+        built.append(kwargs)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(stamina, "retry_context", counted)
+    await contraforce(scripted(OK)[0]).unlink_ticket(unlink())
+    assert built == []
+
+    handler, seen = scripted(httpx.Response(503), OK)
+    with caplog.at_level(logging.WARNING):
+        answer = await contraforce(handler).unlink_ticket(unlink())
+    assert (answer.attempts, len(seen), len(built)) == (2, 2, 1)
+    assert "attempt=1 failed (answered HTTP 503): retrying" in caplog.text
 
 
 @pytest.mark.parametrize(
@@ -211,6 +234,28 @@ def test_a_path_is_joined_to_the_base_url_exactly_as_httpx_joins_it(
     )
     reference = httpx.AsyncClient(base_url=base)
     assert http.build("POST", path, json={}).url == reference.build_request("POST", path).url
+
+
+async def test_an_answer_is_freed_when_dropped_without_waiting_for_the_cycle_collector() -> None:
+    """Cycles per call are what the collector's pauses are made of under load (bench P1)."""
+    http = ResilientHttp(
+        upstream="contraforce",
+        base_url="https://cf.example/api/v2",
+        auth=httpx.BasicAuth("u", "p"),
+        policy=NO_WAIT,
+        timeout=httpx.Timeout(5),
+        transport=httpx.MockTransport(lambda _: httpx.Response(200, json={"data": True})),
+    )
+    gc.disable()
+    try:
+        delivered = await http.send(http.build("POST", "tickets/unlink", json={}))
+        assert delivered.response.json()["data"] is True
+        answer = weakref.ref(delivered.response)
+        del delivered
+        assert answer() is None
+    finally:
+        gc.enable()
+        await http.aclose()
 
 
 async def test_each_attempt_timeout_is_bounded_by_the_remaining_budget() -> None:
