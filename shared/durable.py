@@ -60,20 +60,29 @@ async def no_steps(_: str) -> None:
     return None
 
 
+@dataclass(frozen=True)
 class QueuedWork:
-    """The queue message: which operation. Commands stay in the table."""
+    """The queue message: which operation (commands stay in the table), and the W3C
+    `traceparent` of the span that queued it, when something is traced, so the run links back
+    to the call that asked for it."""
 
-    @staticmethod
-    def to_message(operation_id: str) -> str:
-        return json.dumps({"operationId": operation_id})
+    operation_id: str
+    traceparent: str | None = None
 
-    @staticmethod
-    def operation_of(message: str) -> str:
+    def to_message(self) -> str:
+        data = {"operationId": self.operation_id}
+        if self.traceparent is not None:
+            data["traceparent"] = self.traceparent
+        return json.dumps(data)
+
+    @classmethod
+    def from_message(cls, message: str) -> QueuedWork:
         data = json.loads(message)
         operation_id = data.get("operationId") if isinstance(data, dict) else None
         if not isinstance(operation_id, str) or not operation_id:
             raise ValueError("queue message has no operationId")
-        return operation_id
+        traceparent = data.get("traceparent")
+        return cls(operation_id, traceparent if isinstance(traceparent, str) else None)
 
 
 @dataclass(frozen=True)
@@ -453,7 +462,8 @@ async def send_work(
     found: Storage, operation_id: str, *, delay: float, poison: bool = False
 ) -> None:
     queue = found.poison if poison else found.queue
-    await queue.send_message(QueuedWork.to_message(operation_id), visibility_timeout=round(delay))
+    work = QueuedWork(operation_id, telemetry.creation_context())
+    await queue.send_message(work.to_message(), visibility_timeout=round(delay))
 
 
 # ---- the queue worker -------------------------------------------------------------------------
@@ -473,7 +483,8 @@ async def process_message(
     A duplicate of finished work is ignored; work held by a live lease is looked at again
     once that lease would expire (the holder may die). Raises only on an unexpected error,
     so the host redelivers; on its last delivery the error is noted on the operation."""
-    operation_id = QueuedWork.operation_of(message)
+    work = QueuedWork.from_message(message)
+    operation_id = work.operation_id
     found, store = await store_for(settings)
     operation = await read(store, operation_id)
     if operation is None:
@@ -494,7 +505,9 @@ async def process_message(
         await send_work(found, operation_id, delay=wait)
         return operation
     telemetry.record_queue_age((now - header.created_at).total_seconds())
-    with telemetry.queue_span(operation_id, dequeue_count=dequeue_count):
+    with telemetry.queue_span(
+        operation_id, dequeue_count=dequeue_count, traceparent=work.traceparent
+    ):
         try:
             return await run_attempt(
                 operation,
@@ -537,7 +550,7 @@ async def replay_poison(settings: Settings, *, limit: int = 1000) -> list[str]:
     found, store = await store_for(settings)
     moved: list[str] = []
     async for message in found.poison.receive_messages(max_messages=32, visibility_timeout=60):
-        operation_id = QueuedWork.operation_of(message.content)
+        operation_id = QueuedWork.from_message(message.content).operation_id
         operation = await read(store, operation_id)
         if operation is not None and operation.final and not operation.header.retryable:
             await found.poison.delete_message(message)

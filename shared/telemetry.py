@@ -17,7 +17,9 @@ What is recorded (one place, so the names stay one each):
   attempt's `traceparent` into the outgoing headers. Transport-independent: it takes the method,
   the URL and a mutable header mapping;
 - metrics: actions by action and status; upstream attempts, retries and 429s by upstream;
-  queue age and poisoned operations; rate-budget (pacing) waits.
+  queue age and poisoned operations; rate-budget (pacing) waits;
+- `queue_span`: a span per queued run, linked to the span of the call that queued the work,
+  whose `traceparent` the queue message carries (`creation_context`).
 
 Never a body, a query string, userinfo or any header other than those named here.
 """
@@ -297,17 +299,46 @@ def http_server_span(
         yield ServerSpan(span)
 
 
+def creation_context() -> str | None:
+    """The current span's W3C `traceparent`, for a queue message to carry to the run it
+    starts; None when nothing is traced."""
+    tools = _get()
+    if not tools.tracing:
+        return None
+    from opentelemetry.trace.propagation.tracecontext import (  # noqa: PLC0415
+        TraceContextTextMapPropagator,
+    )
+
+    carrier: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(carrier)
+    return carrier.get("traceparent")
+
+
 @contextmanager
-def queue_span(operation_id: str, *, dequeue_count: int) -> Iterator[None]:
+def queue_span(
+    operation_id: str, *, dequeue_count: int, traceparent: str | None = None
+) -> Iterator[None]:
     """A consumer span for one queued run, so its upstream attempts have a parent (INTERNAL
-    under the Functions host's own span when that is current)."""
+    under the Functions host's own span when that is current). It links to the span that
+    queued the work (`traceparent`, the message's creation context) when that is usable."""
     from opentelemetry import trace  # noqa: PLC0415
+    from opentelemetry.trace.propagation.tracecontext import (  # noqa: PLC0415
+        TraceContextTextMapPropagator,
+    )
 
     tools = _get()
     hosted = trace.get_current_span().get_span_context().is_valid
+    links = []
+    if traceparent is not None:
+        created = trace.get_current_span(
+            TraceContextTextMapPropagator().extract({"traceparent": traceparent})
+        ).get_span_context()
+        if created.is_valid:
+            links.append(trace.Link(created))
     with tools.tracer.start_as_current_span(
         "process operation",
         kind=trace.SpanKind.INTERNAL if hosted else trace.SpanKind.CONSUMER,
+        links=links,
         attributes={
             "messaging.system": "azure_storage_queue",
             "messaging.operation.type": "process",

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue.aio import QueueClient
+from opentelemetry.trace import SpanKind
 
 from local.azurite import PRIVATE_ACCOUNT, Azurite
 from local.host import QueueFunction
@@ -442,6 +443,33 @@ async def test_queued_runs_record_their_queue_age_and_poisoned_work_counts_once(
     assert {a.parent.span_id for a in attempts if a.parent} == {
         r.context.span_id for r in runs if r.context
     }
+
+
+async def test_a_queued_run_links_to_the_call_that_queued_it(
+    queues: Queues, sandbox: Sandboxes, exported: Exported
+) -> None:
+    """OpenTelemetry messaging semantic conventions (semantic-conventions,
+    docs/messaging/messaging-spans.md, "Consumer spans"): a "Process" span SHOULD link to the
+    creation context of the message it handles, which the producer injects into the message."""
+    caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    await call(
+        "unlink_ticket",
+        UNLINK,
+        unlink_body(),
+        headers={"Prefer": "respond-async", "traceparent": caller},
+    )
+    [message] = await queues.visible(queues.work)
+    await queues.drain()
+    spans = exported.spans.get_finished_spans()
+    [server] = [s for s in spans if s.kind is SpanKind.SERVER]
+    [run] = [s for s in spans if s.name == "process operation"]
+    assert server.context is not None
+    created = server.context
+    assert message["traceparent"] == f"00-{created.trace_id:032x}-{created.span_id:016x}-01"
+    assert [(link.context.trace_id, link.context.span_id) for link in run.links] == [
+        (server.context.trace_id, server.context.span_id)
+    ]
+    assert sandbox.contraforce.gate.counters.action_requests == 1
 
 
 async def test_a_poisoned_request_repeated_with_its_key_is_queued_again_and_applied(

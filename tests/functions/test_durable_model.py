@@ -257,7 +257,7 @@ class DurableCore(RuleBasedStateMachine):
                 )
             )
         )
-        operation_id = durable.QueuedWork.operation_of(message.content)
+        operation_id = durable.QueuedWork.from_message(message.content).operation_id
         for request in self.requests:
             if request.operation_id == operation_id:
                 self.note(request, met)

@@ -199,3 +199,32 @@ def test_a_provider_set_by_the_functions_worker_is_used_as_it_is(
     monkeypatch.setenv(telemetry.CONNECTION_STRING_SETTING, "InstrumentationKey=x")
     telemetry.record_poisoned("test")
     assert calls == []
+
+
+@pytest.mark.parametrize(
+    "traceparent",
+    [None, "", "garbage", "00-00000000000000000000000000000000-0000000000000000-01", "x" * 10_000],
+)
+def test_a_queued_run_without_a_usable_creation_context_has_no_link_and_still_runs(
+    exported: Exported, traceparent: str | None
+) -> None:
+    with telemetry.queue_span("op-1", dequeue_count=1, traceparent=traceparent):
+        pass
+    [run] = exported.spans.get_finished_spans()
+    assert (run.name, run.kind, run.links) == ("process operation", SpanKind.CONSUMER, ())
+
+
+def test_with_nothing_traced_a_queue_message_is_what_it_was_before_it_carried_a_traceparent() -> (
+    None
+):
+    """Workers of the previous version read the messages of this one during a rollout."""
+    from shared.durable import QueuedWork  # noqa: PLC0415 - the storage path, loaded on use
+
+    assert telemetry.creation_context() is None
+    assert (
+        QueuedWork("op-1", telemetry.creation_context()).to_message() == '{"operationId": "op-1"}'
+    )
+    assert QueuedWork.from_message('{"operationId": "op-1"}') == QueuedWork("op-1")
+    assert QueuedWork.from_message('{"operationId": "op-1", "traceparent": 7}') == QueuedWork(
+        "op-1"
+    )
