@@ -243,7 +243,10 @@ def lease_hold(settings: Settings) -> timedelta:
 
 
 class _Lease:
-    """A held lease, renewed in the background; `usable` says whether a send may still start."""
+    """A held lease, renewed in the background while work runs; `usable` says whether a send
+    may still start. Leaving it stops the renewals and waits for one in flight: cancelled
+    mid-write, a renewal may have changed the stored lease (and its ETag) without `header`
+    knowing, and the result would then fail to record."""
 
     def __init__(
         self, store: RecordStore, header: OperationHeader, settings: Settings, clock: Clock
@@ -253,6 +256,7 @@ class _Lease:
         self.settings = settings
         self.clock = clock
         self.lost = False
+        self._ended = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def usable(self) -> bool:
@@ -287,7 +291,12 @@ class _Lease:
     async def _keep(self) -> None:
         every = max(0.5, self.settings.retry_budget_seconds / 4)
         while not self.lost:
-            await asyncio.sleep(every)
+            try:
+                await asyncio.wait_for(self._ended.wait(), timeout=every)
+            except TimeoutError:
+                pass
+            else:
+                return  # the work ended: no renewal after it
             try:
                 await self.renew()
             except StoreUnavailable:
@@ -295,13 +304,18 @@ class _Lease:
                     "operation=%s lease renewal failed; will retry", self.header.operation_id
                 )
 
-    def __enter__(self) -> _Lease:
+    async def __aenter__(self) -> _Lease:
         self._task = asyncio.create_task(self._keep())
         return self
 
-    def __exit__(self, *_: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
+    async def __aexit__(self, *_: object) -> None:
+        self._ended.set()
+        if self._task is None:
+            return
+        try:
+            await self._task
+        except Exception:  # the result's write still checks the lease's ETag
+            logger.exception("operation=%s lease renewal failed", self.header.operation_id)
 
 
 @stamina.retry(on=StoreUnavailable, attempts=4, wait_initial=0.2, wait_max=2.0, timeout=10.0)
@@ -374,7 +388,7 @@ async def run_attempt(
                 return
             await steps("stored")
 
-    with lease:
+    async with lease:
         await asyncio.gather(
             *(send_one(row) for row in rows.values() if row.mark is not CommandMark.ANSWERED)
         )
