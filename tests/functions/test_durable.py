@@ -512,6 +512,32 @@ async def test_a_repeat_while_the_first_request_runs_is_202_counting_the_run_und
     assert sandbox.contraforce.gate.counters.action_requests == 1
 
 
+def change_renewals(
+    monkeypatch: pytest.MonkeyPatch, *, answer_late: float = 0.0, error: Exception | None = None
+) -> list[Any]:
+    """Lease renewals (every header saved after the first, the lease, that is not the result)
+    every 0.5 s, changed: `error` is raised instead of the write, or the write is applied and
+    its answer comes `answer_late` seconds late. Returns the headers saved, in order."""
+    from shared.records import RecordStore  # noqa: PLC0415 - the storage path, loaded on use
+
+    monkeypatch.setenv("RETRY_BUDGET_SECONDS", "2")  # a renewal every 0.5 s
+    saved: list[Any] = []
+    save_header = RecordStore.save_header
+
+    async def changed(store: RecordStore, header: Any) -> Any:
+        saved.append(header)
+        renewal = len(saved) > 1 and not header.final
+        if renewal and error is not None:
+            raise error
+        answer = await save_header(store, header)
+        if renewal:
+            await asyncio.sleep(answer_late)
+        return answer
+
+    monkeypatch.setattr(RecordStore, "save_header", changed)
+    return saved
+
+
 async def test_a_renewal_in_flight_when_the_work_ends_does_not_stop_the_result_being_recorded(
     queues: Queues, sandbox: Sandboxes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -519,25 +545,11 @@ async def test_a_renewal_in_flight_when_the_work_ends_does_not_stop_the_result_b
     the last command is answered: had it been cancelled then, the runner would not know the
     lease's new ETag, its final write would conflict, and the operation would stay pending
     though every command was answered (seen in test_guarantees' long bulk)."""
-    from shared.records import RecordStore  # noqa: PLC0415 - the storage path, loaded on use
-
-    monkeypatch.setenv("RETRY_BUDGET_SECONDS", "2")  # a renewal every 0.5 s
-    saves = 0
-    save_header = RecordStore.save_header
-
-    async def slow_answer(store: RecordStore, header: Any) -> Any:
-        nonlocal saves
-        saves += 1
-        saved = await save_header(store, header)
-        if saves > 1 and not header.final:  # a renewal (the first save takes the lease)
-            await asyncio.sleep(1.0)  # applied; its answer comes back late
-        return saved
-
-    monkeypatch.setattr(RecordStore, "save_header", slow_answer)
+    saved = change_renewals(monkeypatch, answer_late=1.0)
     sandbox.contraforce.faults = FaultPlan(script=[Fault(FaultKind.SLOW, delay=1.0)])
     headers = {"Idempotency-Key": f"renewal-in-flight-{uuid.uuid4()}"}
     reply = await call("unlink_ticket", UNLINK, unlink_body(), headers=headers)
-    assert saves >= 3  # the lease, a renewal, the result
+    assert len(saved) >= 3  # the lease, a renewal, the result
     assert (reply.status, reply.body["status"]) == (200, "succeeded")
     assert sandbox.contraforce.gate.counters.action_requests == 1
 
@@ -548,20 +560,7 @@ async def test_a_renewal_that_fails_unexpectedly_is_logged_and_the_result_still_
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from shared.records import RecordStore  # noqa: PLC0415 - the storage path, loaded on use
-
-    monkeypatch.setenv("RETRY_BUDGET_SECONDS", "2")  # a renewal every 0.5 s
-    saves = 0
-    save_header = RecordStore.save_header
-
-    async def broken_renewal(store: RecordStore, header: Any) -> Any:
-        nonlocal saves
-        saves += 1
-        if saves > 1 and not header.final:
-            raise RuntimeError("not a store error this code knows")
-        return await save_header(store, header)
-
-    monkeypatch.setattr(RecordStore, "save_header", broken_renewal)
+    change_renewals(monkeypatch, error=RuntimeError("not a store error this code knows"))
     sandbox.contraforce.faults = FaultPlan(script=[Fault(FaultKind.SLOW, delay=1.0)])
     headers = {"Idempotency-Key": f"renewal-broken-{uuid.uuid4()}"}
     reply = await call("unlink_ticket", UNLINK, unlink_body(), headers=headers)
