@@ -4,7 +4,8 @@ collector off it.
 A full (generation 2) collection walks every object the collector tracks. Once a process has
 served its first calls, most of those are the modules, pydantic validators and pooled clients
 it loaded to serve them, alive until the process ends; what a collection is for is the cyclic
-garbage calls leave behind (httpx and stamina leave some on every call). `after_call()` moves
+garbage calls leave behind (a queued run leaves some; a direct call leaves none, as
+tests/functions/test_cycles.py checks). `after_call()` moves
 everything tracked into the permanent generation (`gc.freeze()`) after each call that loaded
 new modules, so later collections walk only what calls allocate. Measured in one process with
 16 calls in flight (bench/results.md, P1): full collections went from 60-95 ms to about 10 ms,

@@ -31,13 +31,14 @@ import os
 import threading
 from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager, nullcontext
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 if TYPE_CHECKING:  # imported lazily at run time: they cost ~50 ms of a cold start
     from opentelemetry.metrics import Counter, Histogram, MeterProvider
     from opentelemetry.trace import Span, Tracer, TracerProvider
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 logger = logging.getLogger(__name__)
 
@@ -257,6 +258,16 @@ class ServerSpan:
             _failed(self.span, str(status))
 
 
+@cache
+def _w3c() -> TraceContextTextMapPropagator:
+    """W3C Trace Context (`traceparent`, `tracestate`): how a trace crosses a call or a queue."""
+    from opentelemetry.trace.propagation.tracecontext import (  # noqa: PLC0415
+        TraceContextTextMapPropagator,
+    )
+
+    return TraceContextTextMapPropagator()
+
+
 @contextmanager
 def http_server_span(
     method: str, route: str, headers: Mapping[str, str], *, path: str
@@ -264,9 +275,6 @@ def http_server_span(
     """A server span for one HTTP call. `route` is the path with its parameters as
     `{name}` (low cardinality); `headers` are searched for `traceparent`/`tracestate` only."""
     from opentelemetry import trace  # noqa: PLC0415
-    from opentelemetry.trace.propagation.tracecontext import (  # noqa: PLC0415
-        TraceContextTextMapPropagator,
-    )
 
     tools = _get()
     if not tools.tracing:
@@ -282,7 +290,7 @@ def http_server_span(
             for name in ("traceparent", "tracestate")
             if (value := headers.get(name)) is not None
         }
-        context = TraceContextTextMapPropagator().extract(carrier)
+        context = _w3c().extract(carrier)
         kind = trace.SpanKind.SERVER
     with tools.tracer.start_as_current_span(
         f"{method} {route}",
@@ -305,12 +313,8 @@ def creation_context() -> str | None:
     tools = _get()
     if not tools.tracing:
         return None
-    from opentelemetry.trace.propagation.tracecontext import (  # noqa: PLC0415
-        TraceContextTextMapPropagator,
-    )
-
     carrier: dict[str, str] = {}
-    TraceContextTextMapPropagator().inject(carrier)
+    _w3c().inject(carrier)
     return carrier.get("traceparent")
 
 
@@ -322,16 +326,13 @@ def queue_span(
     under the Functions host's own span when that is current). It links to the span that
     queued the work (`traceparent`, the message's creation context) when that is usable."""
     from opentelemetry import trace  # noqa: PLC0415
-    from opentelemetry.trace.propagation.tracecontext import (  # noqa: PLC0415
-        TraceContextTextMapPropagator,
-    )
 
     tools = _get()
     hosted = trace.get_current_span().get_span_context().is_valid
     links = []
     if traceparent is not None:
         created = trace.get_current_span(
-            TraceContextTextMapPropagator().extract({"traceparent": traceparent})
+            _w3c().extract({"traceparent": traceparent})
         ).get_span_context()
         if created.is_valid:
             links.append(trace.Link(created))
@@ -433,9 +434,6 @@ def _attempt_span(
 ) -> Iterator[Span]:
     """The attempt's CLIENT span, current, its `traceparent` written into `headers`."""
     from opentelemetry import trace  # noqa: PLC0415
-    from opentelemetry.trace.propagation.tracecontext import (  # noqa: PLC0415
-        TraceContextTextMapPropagator,
-    )
 
     attributes: dict[str, str | int] = {
         "peer.service": upstream,
@@ -452,7 +450,7 @@ def _attempt_span(
         record_exception=False,
         set_status_on_exception=False,
     ) as span:
-        TraceContextTextMapPropagator().inject(headers)
+        _w3c().inject(headers)
         yield span
 
 
