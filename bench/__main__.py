@@ -39,7 +39,7 @@ P1_PLAN = {  # concurrency -> (rounds, requests per worker per round, warm-up pe
 P1_HOST_PLAN = {1: (3, 150, 30), 16: (3, 20, 4)}  # through the local host: a report line
 P6_ROUNDS = 20
 PROFILE_PLAN = {1: 200, 16: 20}  # concurrency -> requests per worker under cProfile
-P2_REPEATS = 9
+P2_REPEATS = 15
 P3_RATE = 50.0
 P3_BULK_CONCURRENCY = 16
 P4_ACTIONS = 100_000
@@ -90,13 +90,14 @@ def main() -> int:
 
     _step("P2: cold imports", started)
     hidden = p2_import.runtime_only_hidden()
-    modules = ["azure.functions", "function_app"]
     results.p2_hidden = len(hidden)
-    results.p2_deployed = p2_import.measure(modules, repeats=P2_REPEATS, hidden=hidden)
-    results.p2_venv = p2_import.measure(modules, repeats=P2_REPEATS)
+    results.p2_deployed = p2_import.measure(
+        repeats=P2_REPEATS, hidden=hidden, settings=p2_import.DEPLOYED_SETTINGS
+    )
+    results.p2_venv = p2_import.measure(repeats=P2_REPEATS)
     if p2_import_missed(results):
         results.p2_heavy, results.p2_app_self = p2_import.heavy_imports(
-            "function_app", hidden=hidden
+            p2_import.APP, hidden=hidden, settings=p2_import.DEPLOYED_SETTINGS
         )
 
     with start_simulator() as simulator:

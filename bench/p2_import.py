@@ -1,7 +1,10 @@
 """P2: cold import of `function_app` vs bare `import azure.functions`, each in a fresh
 interpreter (best of N, interleaved). The import itself is timed inside the child with
 `perf_counter`; the whole process (interpreter start included) is timed from outside too.
-With `-X importtime`, where the extra time goes: self time summed by top-level package.
+
+Two more lines in the same rounds are the floor under the target: `azure.functions` plus the
+libraries the app defines its models and settings with, and no app code. With `-X importtime`,
+where the extra time goes: self time summed by top-level package.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
 
@@ -19,11 +23,29 @@ from packaging.utils import canonicalize_name
 
 from bench.common import ROOT, child_env
 
+BASELINE = "azure.functions"
+APP = "function_app"
+# What P2 times, by label: each statement in a fresh interpreter. The two library lines import
+# what the app's models and settings are built from (pydantic's BaseModel and the types
+# shared.config uses, then pydantic-settings) on top of azure.functions, and no app code.
+IMPORTS = {
+    BASELINE: "import azure.functions",
+    "pydantic": "import azure.functions\nfrom pydantic import BaseModel, HttpUrl, SecretStr",
+    "pydantic + pydantic-settings": (
+        "import azure.functions\nfrom pydantic import BaseModel, HttpUrl, SecretStr\n"
+        "import pydantic_settings"
+    ),
+    APP: "import function_app",
+}
+# App settings infra/main.bicep gives the app that change what an import does (checked against
+# the template by tests/infra/test_cold_start.py): the "runtime deps only" lines run with them.
+DEPLOYED_SETTINGS = {"PYDANTIC_DISABLE_PLUGINS": "__all__"}
+
 _PROGRAM = (
     "import sys, time\n"
     "{hide}"
     "started = time.perf_counter()\n"
-    "import {module}\n"
+    "{statement}\n"
     "print(time.perf_counter() - started)\n"
 )
 # Makes the named top-level modules unimportable, as if their distributions were not installed.
@@ -42,15 +64,14 @@ _IMPORTTIME = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)\s*$")
 
 @dataclass(frozen=True)
 class ImportTiming:
-    module: str
+    label: str  # a key of IMPORTS
     import_seconds: float  # best of N, inside the child
     process_seconds: float  # best of N, the whole child process
 
 
-def runtime_only_hidden() -> frozenset[str]:
-    """Top-level modules of the installed distributions that requirements.txt does not pull in
-    (dev and test tools): hiding them makes an import behave as in the deployed app. Matters
-    because httpx imports its CLI (click, rich, pygments) when those happen to be installed."""
+def runtime_distributions() -> frozenset[str]:
+    """Canonical names of the installed distributions in requirements.txt's dependency
+    closure: what Azure installs for the app."""
     wanted = [
         Requirement(line.split("#", 1)[0].strip())
         for line in (ROOT / "requirements.txt").read_text().splitlines()
@@ -74,6 +95,14 @@ def runtime_only_hidden() -> frozenset[str]:
                 nested.marker.evaluate({"extra": extra}) for extra in extras
             ):
                 wanted.append(nested)
+    return frozenset(runtime)
+
+
+def runtime_only_hidden() -> frozenset[str]:
+    """Top-level modules of the installed distributions that requirements.txt does not pull in
+    (dev and test tools): hiding them makes an import behave as in the deployed app. Matters
+    because httpx imports its CLI (click, rich, pygments) when those happen to be installed."""
+    runtime = runtime_distributions()
     hidden = {
         module
         for module, dists in metadata.packages_distributions().items()
@@ -84,13 +113,15 @@ def runtime_only_hidden() -> frozenset[str]:
     return frozenset(hidden)
 
 
-def _once(module: str, hidden: frozenset[str]) -> tuple[float, float]:
+def _once(
+    statement: str, hidden: frozenset[str], settings: Mapping[str, str]
+) -> tuple[float, float]:
     hide = _HIDE.format(hidden=sorted(hidden)) if hidden else ""
     started = time.perf_counter()
     done = subprocess.run(  # noqa: S603 - our own interpreter
-        [sys.executable, "-c", _PROGRAM.format(module=module, hide=hide)],
+        [sys.executable, "-c", _PROGRAM.format(statement=statement, hide=hide)],
         cwd=ROOT,
-        env=child_env(),
+        env=child_env(settings),
         capture_output=True,
         text=True,
         check=True,
@@ -99,22 +130,27 @@ def _once(module: str, hidden: frozenset[str]) -> tuple[float, float]:
 
 
 def measure(
-    modules: list[str], *, repeats: int, hidden: frozenset[str] = frozenset()
+    *,
+    repeats: int,
+    hidden: frozenset[str] = frozenset(),
+    settings: Mapping[str, str] | None = None,
 ) -> dict[str, ImportTiming]:
-    """Best of `repeats` for each module, runs interleaved (one warm-up run each first)."""
-    for module in modules:
-        _once(module, hidden)  # warm the page cache and __pycache__
+    """Best of `repeats` for each of IMPORTS, runs interleaved (one warm-up run each first),
+    each child with `settings` in its environment."""
+    given = settings or {}
+    for statement in IMPORTS.values():
+        _once(statement, hidden, given)  # warm the page cache and __pycache__
     samples: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for _ in range(repeats):
-        for module in modules:
-            samples[module].append(_once(module, hidden))
+        for label, statement in IMPORTS.items():
+            samples[label].append(_once(statement, hidden, given))
     return {
-        module: ImportTiming(
-            module,
+        label: ImportTiming(
+            label,
             min(inner for inner, _ in runs),
             min(outer for _, outer in runs),
         )
-        for module, runs in samples.items()
+        for label, runs in samples.items()
     }
 
 
@@ -135,7 +171,11 @@ def _is_app(name: str) -> bool:
 
 
 def heavy_imports(
-    module: str, *, top: int = 10, hidden: frozenset[str] = frozenset()
+    module: str,
+    *,
+    top: int = 10,
+    hidden: frozenset[str] = frozenset(),
+    settings: Mapping[str, str] | None = None,
 ) -> tuple[list[tuple[str, str, float]], float]:
     """The costliest third-party imports made directly by app modules, from `-X importtime`:
     (app module, imported module, cumulative seconds), largest first; and the app modules' own
@@ -145,7 +185,7 @@ def heavy_imports(
     done = subprocess.run(  # noqa: S603 - our own interpreter
         [sys.executable, "-X", "importtime", "-c", f"import sys\n{hide}import {module}"],
         cwd=ROOT,
-        env=child_env(),
+        env=child_env(settings),
         capture_output=True,
         text=True,
         check=True,

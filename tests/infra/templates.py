@@ -36,6 +36,7 @@ PLATFORM_SETTINGS = {
     "AZURE_CLIENT_ID": "azure-identity's DefaultAzureCredential: the user-assigned identity",
     "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY": "the Python worker sets up OpenTelemetry",
     "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "no httpx spans: the app makes one per attempt",
+    "PYDANTIC_DISABLE_PLUGINS": "no pydantic plugin scan on a cold start (the app uses none)",
 }
 
 # Fields of Settings the template must not set, with the reason.
