@@ -67,6 +67,7 @@ class ImportTiming:
     label: str  # a key of IMPORTS
     import_seconds: float  # best of N, inside the child
     process_seconds: float  # best of N, the whole child process
+    rounds: tuple[float, ...]  # each round's import seconds, in order (for per-round ratios)
 
 
 def runtime_distributions() -> frozenset[str]:
@@ -149,6 +150,7 @@ def measure(
             label,
             min(inner for inner, _ in runs),
             min(outer for _, outer in runs),
+            tuple(inner for inner, _ in runs),
         )
         for label, runs in samples.items()
     }
