@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import (
+    cold_start,
     p1_latency,
     p1_production,
     p2_import,
@@ -40,6 +41,7 @@ P1_HOST_PLAN = {1: (3, 150, 30), 16: (3, 20, 4)}  # through the local host: a re
 P6_ROUNDS = 20
 PROFILE_PLAN = {1: 200, 16: 20}  # concurrency -> requests per worker under cProfile
 P2_REPEATS = 15
+COLD_START_RUNS = 9
 P3_RATE = 50.0
 P3_BULK_CONCURRENCY = 16
 P4_ACTIONS = 100_000
@@ -63,11 +65,13 @@ def _load() -> str:
 def _quick() -> None:
     """BENCH_QUICK=1: the same run, much smaller (a smoke test of the benchmark itself)."""
     global P2_REPEATS, P3_RATE, P4_ACTIONS, P4_SECONDS, P4_CHECKPOINTS, P6_ROUNDS, P5_SECONDS
+    global COLD_START_RUNS
     P1_PLAN.update({1: (1, 30, 5), 16: (1, 4, 1)})
     P1_HOST_PLAN.update({1: (1, 30, 5), 16: (1, 2, 1)})
     PROFILE_PLAN.update({1: 20, 16: 1})
     P6_ROUNDS = 2
     P5_SECONDS = 10.0
+    COLD_START_RUNS = 1
     P2_REPEATS, P3_RATE, P4_ACTIONS, P4_SECONDS = 1, 500.0, 3_000, 60.0
     P4_CHECKPOINTS = [1_000, 3_000]
 
@@ -101,6 +105,13 @@ def main() -> int:
         )
 
     with start_simulator() as simulator:
+        _step("P2 report line: a whole cold start (import, index, first call)", started)
+        results.cold_start = cold_start.measure(
+            {**app_settings(simulator.base_url), **p2_import.DEPLOYED_SETTINGS},
+            runs=COLD_START_RUNS,
+            hidden=hidden,
+        )
+
         settings = app_settings(simulator.base_url, CONTRAFORCE_RATE_LIMIT_PER_SECOND=P1_HIGH_RATE)
 
         _step("P1 + P6: the production path in one process", started)

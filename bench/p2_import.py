@@ -59,6 +59,14 @@ _HIDE = (
     "        return None\n"
     "sys.meta_path.insert(0, _Hide)\n"
 )
+
+
+def hide_program(hidden: frozenset[str]) -> str:
+    """Python source that makes `hidden` top-level modules unimportable in the program it
+    starts (empty: nothing hidden)."""
+    return _HIDE.format(hidden=sorted(hidden)) if hidden else ""
+
+
 _IMPORTTIME = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)\s*$")
 
 
@@ -117,7 +125,7 @@ def runtime_only_hidden() -> frozenset[str]:
 def _once(
     statement: str, hidden: frozenset[str], settings: Mapping[str, str]
 ) -> tuple[float, float]:
-    hide = _HIDE.format(hidden=sorted(hidden)) if hidden else ""
+    hide = hide_program(hidden)
     started = time.perf_counter()
     done = subprocess.run(  # noqa: S603 - our own interpreter
         [sys.executable, "-c", _PROGRAM.format(statement=statement, hide=hide)],
@@ -183,7 +191,7 @@ def heavy_imports(
     (app module, imported module, cumulative seconds), largest first; and the app modules' own
     (self) time summed: executing their bodies, i.e. building the pydantic models. One run, and
     `-X importtime` inflates times: the listing says where the time goes, `measure` how much."""
-    hide = _HIDE.format(hidden=sorted(hidden)) if hidden else ""
+    hide = hide_program(hidden)
     done = subprocess.run(  # noqa: S603 - our own interpreter
         [sys.executable, "-X", "importtime", "-c", f"import sys\n{hide}import {module}"],
         cwd=ROOT,
