@@ -14,11 +14,16 @@ What the aiohttp transport does with httpx's settings:
 - Errors: httpx-aiohttp 0.2.0 maps every `aiohttp.ClientConnectionError` to `ConnectTimeout`;
   here a refused connection is `ConnectError`, a dropped one `RemoteProtocolError` or
   `ReadError`, as from httpcore, and only a real timeout is a `TimeoutException`.
+
+Every pool in the process verifies TLS with one context (`tls_context`): httpx's default,
+built once. Loading its CA bundle takes some 50 ms, and each transport used to load its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
+from functools import cache
 from typing import Literal
 
 import httpx
@@ -33,7 +38,7 @@ def build_transport(
     """A new, unconnected transport; the aiohttp session is opened on first use, on the loop
     that sends (a pool must not cross event loops)."""
     if kind == "httpcore":
-        return httpx.AsyncHTTPTransport(limits=limits)
+        return httpx.AsyncHTTPTransport(limits=limits, verify=tls_context())
     from httpx_aiohttp import AiohttpTransport  # noqa: PLC0415 - loaded with the first client
 
     class _AiohttpTransport(AiohttpTransport):
@@ -43,7 +48,15 @@ def build_transport(
             except httpx.ConnectTimeout as exc:
                 raise _reclassified(exc) from exc.__cause__
 
-    return _AiohttpTransport(limits=limits)
+    return _AiohttpTransport(limits=limits, verify=tls_context())
+
+
+@cache
+def tls_context() -> ssl.SSLContext:
+    """The TLS context of every upstream pool: what httpx builds for `verify=True` (certifi's
+    CA bundle, or SSL_CERT_FILE / SSL_CERT_DIR), certificates and host names checked. Built on
+    first use; a context may serve many connections, pools and event loops at once."""
+    return httpx.create_ssl_context()
 
 
 def _reclassified(exc: httpx.ConnectTimeout) -> httpx.TransportError:

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+from httpx_aiohttp import AiohttpTransport
 from pydantic import SecretStr
 
 from local.sandbox.contraforce import ContraForceSimulator
@@ -20,7 +22,7 @@ from local.server import RunningServer, serve_in_thread
 from shared.clients.auth import BasicCredential
 from shared.clients.contraforce import ContraForceClient
 from shared.clients.http import RetryPolicy
-from shared.clients.transport import TransportKind, build_transport
+from shared.clients.transport import TransportKind, build_transport, tls_context
 from shared.errors import UpstreamUnavailable
 from shared.models.commands import UnlinkTicket
 from shared.models.contraforce import IncidentReference
@@ -175,3 +177,28 @@ async def test_the_pool_never_opens_more_than_max_connections(kind: TransportKin
         finally:
             await cf.aclose()
     assert app.most == 2
+
+
+def test_every_pool_verifies_tls_with_one_context_loaded_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Loading a CA bundle takes some 50 ms; each transport loaded its own, so every client a
+    cold instance built paid it again. One context serves every pool, and still checks
+    certificates and host names."""
+    loaded: list[ssl.SSLContext] = []
+    create_default_context = ssl.create_default_context
+
+    def counted(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        loaded.append(create_default_context(*args, **kwargs))
+        return loaded[-1]
+
+    monkeypatch.setattr(ssl, "create_default_context", counted)
+    tls_context.cache_clear()
+    transports = [build_transport(kind) for kind in KINDS for _ in range(2)]
+    assert len(loaded) == 1
+    assert loaded == [tls_context()]
+    assert {id(t.ssl_context) for t in transports if isinstance(t, AiohttpTransport)} == {
+        id(tls_context())
+    }
+    assert tls_context().verify_mode is ssl.CERT_REQUIRED
+    assert tls_context().check_hostname
