@@ -64,10 +64,16 @@ async def no_steps(_: str) -> None:
 class QueuedWork:
     """The queue message: which operation (commands stay in the table), and the W3C
     `traceparent` of the span that queued it, when something is traced, so the run links back
-    to the call that asked for it."""
+    to the call that asked for it. Work sent again as it was (held by a live lease, replayed
+    from the poison queue) keeps that context."""
 
     operation_id: str
     traceparent: str | None = None
+
+    @classmethod
+    def queued_here(cls, operation_id: str) -> QueuedWork:
+        """Work for `operation_id` whose creation context is the current span."""
+        return cls(operation_id, telemetry.creation_context())
 
     def to_message(self) -> str:
         data = {"operationId": self.operation_id}
@@ -462,9 +468,9 @@ async def _record(
         return Operation(header, rows)
     await steps("recorded")
     if queue is not None and delay is not None:
-        await send_work(queue, header.operation_id, delay=delay)
+        await send_work(queue, QueuedWork.queued_here(header.operation_id), delay=delay)
     elif queue is not None and header.retryable:
-        await send_work(queue, header.operation_id, delay=0, poison=True)
+        await send_work(queue, QueuedWork.queued_here(header.operation_id), delay=0, poison=True)
         telemetry.record_poisoned("attempts_exhausted")
         logger.warning(
             "operation=%s poisoned after %d attempts", header.operation_id, header.attempts
@@ -473,10 +479,9 @@ async def _record(
 
 
 async def send_work(
-    found: Storage, operation_id: str, *, delay: float, poison: bool = False
+    found: Storage, work: QueuedWork, *, delay: float, poison: bool = False
 ) -> None:
     queue = found.poison if poison else found.queue
-    work = QueuedWork(operation_id, telemetry.creation_context())
     await queue.send_message(work.to_message(), visibility_timeout=round(delay))
 
 
@@ -516,7 +521,7 @@ async def process_message(
         logger.info(
             "operation=%s held by a live runner; looking again in %.0f s", operation_id, wait
         )
-        await send_work(found, operation_id, delay=wait)
+        await send_work(found, work, delay=wait)
         return operation
     telemetry.record_queue_age((now - header.created_at).total_seconds())
     with telemetry.queue_span(
@@ -564,7 +569,8 @@ async def replay_poison(settings: Settings, *, limit: int = 1000) -> list[str]:
     found, store = await store_for(settings)
     moved: list[str] = []
     async for message in found.poison.receive_messages(max_messages=32, visibility_timeout=60):
-        operation_id = QueuedWork.from_message(message.content).operation_id
+        work = QueuedWork.from_message(message.content)
+        operation_id = work.operation_id
         operation = await read(store, operation_id)
         if operation is not None and operation.final and not operation.header.retryable:
             await found.poison.delete_message(message)
@@ -575,7 +581,7 @@ async def replay_poison(settings: Settings, *, limit: int = 1000) -> list[str]:
                     operation.header, now=_now(), reason="replayed from the poison queue"
                 )
             )
-        await send_work(found, operation_id, delay=0)
+        await send_work(found, work, delay=0)
         await found.poison.delete_message(message)
         moved.append(operation_id)
         if len(moved) >= limit:

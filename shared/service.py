@@ -173,7 +173,7 @@ async def _enqueue(
             operation = Operation(await store.save_header(header), operation.commands)
         except Conflict:
             return await durable.read(store, operation.operation_id) or operation
-    await durable.send_work(found, operation.operation_id, delay=0)
+    await durable.send_work(found, durable.QueuedWork.queued_here(operation.operation_id), delay=0)
     logger.info("operation=%s queued (repeat=%s)", operation.operation_id, claim.existing)
     return operation
 

@@ -12,13 +12,14 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue.aio import QueueClient
+from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from local.azurite import PRIVATE_ACCOUNT, Azurite
@@ -26,7 +27,8 @@ from local.host import QueueFunction
 from local.queues import QueueOptions, QueueRunner, queue_client
 from local.sandbox.contraforce_state import DEMO_WORKSPACE_ID
 from local.sandbox.faults import Fault, FaultKind, FaultPlan
-from shared import storage
+from shared import durable, lifecycle, service, storage
+from shared.config import get_settings
 from shared.webhooks import UNLINKING_EVENT, sign
 from tests.conftest import Exported, Sandboxes
 from tests.functions.conftest import Reply, call, registered
@@ -470,6 +472,63 @@ async def test_a_queued_run_links_to_the_call_that_queued_it(
         (server.context.trace_id, server.context.span_id)
     ]
     assert sandbox.contraforce.gate.counters.action_requests == 1
+
+
+# Not the caller's or the queued run's: the span current where work is looked at or replayed.
+ELSEWHERE = trace.NonRecordingSpan(
+    trace.SpanContext(
+        trace_id=0x0AF7651916CD43DD8448EB211C80319C,
+        span_id=0xB7AD6B7169203331,
+        is_remote=False,
+        trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED),
+    )
+)
+
+
+async def test_work_found_held_is_sent_again_still_linked_to_the_call_that_queued_it(
+    queues: Queues, sandbox: Sandboxes, exported: Exported, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Work a live lease holds is looked at again later by a new message; that message is the
+    same work, so it keeps its creation context and the run that finally takes it links to the
+    call that queued it (messaging conventions, as above), not to the span that found it held."""
+    reply = await call("unlink_ticket", UNLINK, unlink_body(), headers={"Prefer": "respond-async"})
+    [queued] = await queues.visible(queues.work)
+    settings = get_settings()
+    found, store = await durable.store_for(settings)
+    stored = await store.read(reply.body["operationId"])
+    assert stored is not None
+    hold = timedelta(seconds=30)
+    now = datetime.now(UTC)
+    await store.save_header(lifecycle.lease(stored[0], owner="another", now=now, hold=hold))
+    sent: list[dict[str, Any]] = []
+    send_message = found.queue.send_message
+
+    async def recorded(content: str, **options: Any) -> Any:
+        sent.append(json.loads(content))
+        return await send_message(content, **options)
+
+    monkeypatch.setattr(found.queue, "send_message", recorded)
+    [message] = [m async for m in queues.work.receive_messages(max_messages=1)]
+    with trace.use_span(ELSEWHERE):
+        await service.process_message(settings, message.content, dequeue_count=1)
+    assert sent == [queued]  # the message as queued: its operation and the call's context
+    assert "traceparent" in queued
+    assert sandbox.contraforce.gate.counters.action_requests == 0
+
+
+async def test_replayed_poison_keeps_the_context_of_the_run_that_gave_up(
+    queues: Queues, sandbox: Sandboxes, exported: Exported
+) -> None:
+    """Replaying poisoned work sends the same work again: the replayed run links to the run
+    that gave up (which links to the call), not to wherever the operator replayed it from."""
+    fail_first(sandbox.contraforce, 100)
+    await call("unlink_ticket", UNLINK, unlink_body(), headers={"Prefer": "respond-async"})
+    await queues.drain()
+    [poisoned] = await queues.visible(queues.poison)
+    assert "traceparent" in poisoned
+    with trace.use_span(ELSEWHERE):
+        await durable.replay_poison(get_settings())
+    assert await queues.visible(queues.work) == [poisoned]
 
 
 async def test_a_poisoned_request_repeated_with_its_key_is_queued_again_and_applied(

@@ -290,7 +290,7 @@ class DurableCore(RuleBasedStateMachine):
                     self.run(
                         durable.send_work(
                             self.run(durable.store_for(self.settings))[0],
-                            request.operation_id or "",
+                            durable.QueuedWork(request.operation_id or ""),
                             delay=0,
                         )
                     )  # the delayed "look again" message becomes visible
