@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import json
 import statistics
-import subprocess
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from bench.common import ROOT, STEADY_BODY, WORKSPACE, child_env
+from bench.common import STEADY_BODY, WORKSPACE, run_child
 from bench.p2_import import hide_program
 
 # The child is a program rather than a module of bench: bench's own imports (the sandbox's
@@ -85,18 +83,8 @@ def measure(
     program = _PROGRAM.format(hide=hide_program(hidden), workspace=WORKSPACE, body=STEADY_BODY)
     samples: list[dict[str, float]] = []
     for _ in range(runs + 1):
-        done = subprocess.run(  # noqa: S603 - our own interpreter
-            [sys.executable, "-c", program],
-            cwd=ROOT,
-            env=child_env(settings),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"cold start child failed: {done.stderr[-3000:]}")
-        samples.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        printed = run_child(["-c", program], settings, timeout=120, what="cold start child")
+        samples.append(json.loads(printed.strip().splitlines()[-1]))
     measured = samples[1:]
     return ColdStart(
         runs,

@@ -6,6 +6,8 @@ import base64
 import json
 import math
 import os
+import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -31,6 +33,25 @@ def child_env(settings: Mapping[str, str] | None = None) -> dict[str, str]:
     env = {name: os.environ[name] for name in _PASSED_THROUGH if name in os.environ}
     env.update(settings or {})
     return env
+
+
+def run_child(
+    args: Sequence[str], settings: Mapping[str, str], *, timeout: float, what: str
+) -> str:
+    """Run our interpreter with `args` in ROOT and a clean environment plus `settings`; its
+    stdout. Raises RuntimeError with the end of its stderr if it fails."""
+    done = subprocess.run(  # noqa: S603 - our own interpreter
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=child_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{what} failed ({done.returncode}): {done.stderr[-3000:]}")
+    return done.stdout
 
 
 def app_settings(contraforce_base: str, **overrides: str) -> dict[str, str]:

@@ -20,13 +20,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bench.common import BASIC_AUTHORIZATION, ROOT, STEADY_BODY, WORKSPACE, child_env
+from bench.common import BASIC_AUTHORIZATION, STEADY_BODY, WORKSPACE, run_child
 
 PATHS = ("raw-httpx", "raw-httpx-aiohttp", "raw-aiohttp", "app-httpcore", "app-aiohttp")
 MIRROR = "contraforce_unlink_ticket"
@@ -36,18 +35,10 @@ P6_RATE = 20.0  # the default CONTRAFORCE_RATE_LIMIT_PER_SECOND
 def run(settings: dict[str, str], plan: dict[str, Any]) -> dict[str, Any]:
     """Run the child; returns {"p1": {c: {path: {"latencies": [...], "wall": s, "cpu": s}}},
     "p6": {"paced": [...], "unpaced": [...]}}."""
-    done = subprocess.run(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "bench.p1_production", json.dumps(plan)],
-        cwd=ROOT,
-        env=child_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
+    printed = run_child(
+        ["-m", "bench.p1_production", json.dumps(plan)], settings, timeout=900, what="P1 child"
     )
-    if done.returncode != 0:
-        raise RuntimeError(f"P1 child failed ({done.returncode}): {done.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(printed.strip().splitlines()[-1])
     return result
 
 

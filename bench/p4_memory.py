@@ -14,14 +14,13 @@ import asyncio
 import gc
 import json
 import resource
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import ROOT, STEADY_BODY, WORKSPACE, child_env
+from bench.common import STEADY_BODY, WORKSPACE, run_child
 
 MIRROR = "contraforce_unlink_ticket"
 CANONICAL = "unlink_ticket"
@@ -51,9 +50,8 @@ def run(
     `batch` 1: one call of the ContraForce mirror handler per action. `batch` N > 1: calls of
     the canonical handler with `{"items": [...N items...]}`; each item is one action (one
     upstream request). Checkpoints count actions."""
-    done = subprocess.run(  # noqa: S603 - our own interpreter and module
+    printed = run_child(
         [
-            sys.executable,
             "-m",
             "bench.p4_memory",
             str(total),
@@ -62,16 +60,11 @@ def run(
             str(seconds),
             *map(str, checkpoints),
         ],
-        cwd=ROOT,
-        env=child_env(settings),
-        capture_output=True,
-        text=True,
+        settings,
         timeout=seconds + 120,
-        check=False,
+        what="memory child",
     )
-    if done.returncode != 0:
-        raise RuntimeError(f"memory child failed ({done.returncode}): {done.stderr[-2000:]}")
-    return [Checkpoint(**json.loads(line)) for line in done.stdout.splitlines() if line.strip()]
+    return [Checkpoint(**json.loads(line)) for line in printed.splitlines() if line.strip()]
 
 
 # --- child side -------------------------------------------------------------------------------
