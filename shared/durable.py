@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 
 import stamina
 
-from shared import actions, lifecycle, telemetry
+from shared import actions, lifecycle, retrying, telemetry
 from shared.clients.registry import Upstreams
 from shared.config import Settings
 from shared.errors import StoreUnavailable
@@ -327,6 +327,7 @@ class _Lease:
 @stamina.retry(on=StoreUnavailable, attempts=4, wait_initial=0.2, wait_max=2.0, timeout=10.0)
 async def _store_answer(store: RecordStore, row: CommandRow) -> CommandRow:
     """An answer is written until it sticks (a failed write after an effect is retried)."""
+    retrying.use_our_retry_log()  # before the first retry is scheduled
     return await store.save_row(row)
 
 

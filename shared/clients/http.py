@@ -8,9 +8,9 @@
   backoff with jitter, `Retry-After` (seconds or HTTP-date) honored and capped, within a total
   time budget that also bounds each attempt's timeout. Never 400/401/403/404/422.
 - Every attempt is logged with its number, method, path (no query), status and duration, and
-  every retry with its upstream, the attempt that failed, why and the wait (our own stamina
-  hook, which replaces stamina's bare `stamina.retry_scheduled` line). Headers and bodies are
-  never logged.
+  every retry with its upstream, the attempt that failed, why and the wait (`shared.retrying`,
+  which replaces stamina's bare `stamina.retry_scheduled` line; stamina loads with the first
+  retry). Headers and bodies are never logged.
 - Every attempt is a dependency span carrying its `traceparent` upstream, and every pacing wait
   a metric (`shared.telemetry`), around one attempt here, whatever the transport.
 """
@@ -29,10 +29,8 @@ from http import HTTPStatus
 from typing import Any, Protocol
 
 import httpx
-import stamina
-from stamina.instrumentation import RetryDetails, set_on_retry_hooks
 
-from shared import telemetry
+from shared import retrying, telemetry
 from shared.clients.pacing import Pacer
 from shared.clients.transport import POOL_LIMITS
 from shared.errors import (
@@ -129,20 +127,6 @@ class RetryDecider:
         return remaining > self.policy.max_wait_seconds
 
 
-def log_retry(details: RetryDetails) -> None:
-    """stamina's on-retry hook: one line per scheduled retry, naming the call (`upstream=...`,
-    set with `with_name`), the attempt that failed, why, and the wait before the next one."""
-    cause = details.caused_by
-    reason = cause.reason if isinstance(cause, _Transient) else type(cause).__name__
-    logger.warning(
-        "%s attempt=%d failed (%s): retrying in %.2f s",
-        details.name,
-        details.retry_num,
-        reason,
-        details.wait_for,
-    )
-
-
 class _NoCookies(httpx.Cookies):
     """A cookie jar that keeps nothing. Every upstream call authenticates itself; a cookie one
     answer set must not ride along on the next call (which may be another caller's). Also
@@ -193,8 +177,6 @@ class ResilientHttp:
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.upstream: Upstream = upstream
-        # Process-wide, idempotent: our retry line instead of stamina's default logging hook.
-        set_on_retry_hooks([log_retry])
         self._policy = policy
         self._timeout = timeout
         self._clock = clock
@@ -247,7 +229,11 @@ class ResilientHttp:
     async def _retry(self, request: httpx.Request, first: _Transient, deadline: float) -> Delivered:
         """Attempts after a transient first failure, through stamina. stamina is handed that
         failure as its own first attempt, so whether to retry, the wait, the retry log line and
-        the attempt numbers are what they would be had stamina made the first attempt itself."""
+        the attempt numbers are what they would be had stamina made the first attempt itself.
+        stamina loads here, with the first retry (`shared.retrying`)."""
+        import stamina  # noqa: PLC0415 - a call answered at once never needs it
+
+        retrying.use_our_retry_log()
         attempts = 1
         may_have_acted = first.may_have_acted
         replay: _Transient | None = first

@@ -20,8 +20,9 @@ from shared.config import (
     Settings,
 )
 
-# The clients (httpx, aiohttp, stamina, PyJWT) load with the first client, not at import: a cold
-# start that serves /api/health or a queue message first does not pay for them (bench P2).
+# The clients (httpx, aiohttp, PyJWT) load with the first client, not at import, and stamina with
+# the first retry (shared.retrying): a cold start that serves /api/health or a queue message
+# first does not pay for them (bench P2).
 if TYPE_CHECKING:
     import httpx
 

@@ -1,25 +1,32 @@
-"""Retries say which upstream, which attempt, why and how long we wait, in our own line; an
-upstream's odd `Retry-After` is ignored rather than crashing the call (issue 12)."""
+"""Retries say which upstream, which attempt, why and how long we wait, in our own line (storage
+writes' retries too); an upstream's odd `Retry-After` is ignored rather than crashing the call
+(issue 12)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import cast
 from uuid import UUID
 
 import httpx
 import pytest
 import stamina
+import stamina.instrumentation
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
+from shared import durable, retrying
 from shared.clients.auth import BasicCredential
 from shared.clients.contraforce import ContraForceClient
 from shared.clients.http import RetryPolicy, parse_retry_after
+from shared.errors import StoreUnavailable
+from shared.lifecycle import CommandRow
 from shared.models.commands import UnlinkTicket
 from shared.models.contraforce import IncidentReference
+from shared.records import RecordStore
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 WORKSPACE = UUID("7b2d8c1e-0f4a-4c5e-9a51-2d1f0e6b9c3a")
@@ -94,6 +101,34 @@ async def test_each_retry_is_one_line_naming_upstream_attempt_reason_and_wait(
         f"{call} attempt=1 failed (answered HTTP 503): retrying in 0.00 s",
         f"{call} attempt=2 failed (answered HTTP 429): retrying in 0.00 s",
     ]
-    assert all(r.name == "shared.clients.http" for r in retries)
+    assert all(r.name == "shared.retrying" for r in retries)
     assert not [r for r in caplog.records if r.name == "stamina"]
     await upstream.aclose()
+
+
+async def test_a_store_write_retried_before_any_upstream_call_is_logged_by_our_hook(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """stamina's hooks are process-wide and it loads lazily: the storage path installs our line
+    too, so a fresh worker's first retry is logged even when it is a storage write's."""
+    stamina.instrumentation.set_on_retry_hooks(None)  # stamina's defaults, as in a new process
+    retrying.use_our_retry_log.cache_clear()
+    written = object()
+    failures = [StoreUnavailable("the table timed out")]
+
+    class FlakyStore:
+        async def save_row(self, row: object) -> object:
+            if failures:
+                raise failures.pop()
+            return row
+
+    with caplog.at_level(logging.DEBUG):
+        stored = await durable._store_answer(
+            cast(RecordStore, FlakyStore()), cast(CommandRow, written)
+        )
+    assert stored is written
+    retries = [r for r in caplog.records if "retrying" in r.getMessage()]
+    assert [(r.name, r.getMessage().split(" retrying")[0]) for r in retries] == [
+        ("shared.retrying", "shared.durable._store_answer attempt=1 failed (StoreUnavailable):")
+    ]
+    assert not [r for r in caplog.records if r.name == "stamina"]
