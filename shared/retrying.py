@@ -3,9 +3,9 @@
 stamina's on-retry hooks are process-wide. `use_our_retry_log()` makes `log_retry` the only one
 (in place of stamina's bare `stamina.retry_scheduled` line); whoever is about to retry calls it
 first: upstream calls when their first attempt failed (`shared.clients.http`), so a call answered
-at once never loads stamina (some 20 ms of a cold start), and the storage path when it opens its
-store (`shared.durable`). Each retry is then logged the same way from the first one on, whichever
-path retries first.
+at once never loads stamina (some 20 ms of a cold start), and the storage path before it writes
+an answer (`shared.durable`, its one retried write). Each retry is then logged the same way from
+the first one on, whichever path retries first.
 """
 
 from __future__ import annotations
