@@ -21,20 +21,18 @@ from importlib import metadata
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from bench.common import ROOT, child_env
+from bench.common import ROOT, child_env, run_child
 
 BASELINE = "azure.functions"
 APP = "function_app"
 # What P2 times, by label: each statement in a fresh interpreter. The two library lines import
 # what the app's models and settings are built from (pydantic's BaseModel and the types
 # shared.config uses, then pydantic-settings) on top of azure.functions, and no app code.
+_PYDANTIC = "import azure.functions\nfrom pydantic import BaseModel, HttpUrl, SecretStr"
 IMPORTS = {
     BASELINE: "import azure.functions",
-    "pydantic": "import azure.functions\nfrom pydantic import BaseModel, HttpUrl, SecretStr",
-    "pydantic + pydantic-settings": (
-        "import azure.functions\nfrom pydantic import BaseModel, HttpUrl, SecretStr\n"
-        "import pydantic_settings"
-    ),
+    "pydantic": _PYDANTIC,
+    "pydantic + pydantic-settings": f"{_PYDANTIC}\nimport pydantic_settings",
     APP: "import function_app",
 }
 # App settings infra/main.bicep gives the app that change what an import does (checked against
@@ -125,17 +123,10 @@ def runtime_only_hidden() -> frozenset[str]:
 def _once(
     statement: str, hidden: frozenset[str], settings: Mapping[str, str]
 ) -> tuple[float, float]:
-    hide = hide_program(hidden)
+    program = _PROGRAM.format(statement=statement, hide=hide_program(hidden))
     started = time.perf_counter()
-    done = subprocess.run(  # noqa: S603 - our own interpreter
-        [sys.executable, "-c", _PROGRAM.format(statement=statement, hide=hide)],
-        cwd=ROOT,
-        env=child_env(settings),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return float(done.stdout.strip()), time.perf_counter() - started
+    printed = run_child(["-c", program], settings, timeout=120, what="P2 import child")
+    return float(printed.strip()), time.perf_counter() - started
 
 
 def measure(
