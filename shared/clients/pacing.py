@@ -17,17 +17,23 @@ permits, handed out first come first served):
   land within a window of request k however late k was counted. The price is one upstream
   latency per window per permit (about 0.5 % at 5 ms); no waiter's wake-up time feeds any later
   slot, so a late wake-up costs nobody else anything.
+- when the limit changes (a shared rate budget's share), requests already sent or handed their
+  moment keep it: a second holds no more than the largest limit in force within it or the
+  second before it (a moment is at most a window ahead), and a limit that drops and comes back
+  frees no permit early (tests/unit/test_pacing_model.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
+import heapq
 import math
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 T = TypeVar("T")
 
@@ -57,6 +63,7 @@ class SlidingWindow(Generic[T]):
         self._unused = limit
         self._retiring = 0  # permits to drop as they come back (after `resize` down)
         self._free_at: deque[float] = deque()  # ended permits, when each is free (ascending)
+        self._shelved: list[float] = []  # ended permits set aside (`resize` down): when free (heap)
         self._line: deque[T] = deque()
 
     def take(self, now: float) -> float | None:
@@ -87,9 +94,11 @@ class SlidingWindow(Generic[T]):
     def resize(
         self, limit: int, now: float, *, gone: Callable[[T], bool] = lambda _: False
     ) -> list[tuple[T, float]]:
-        """Change N (0 pauses everyone). More permits go to those in line first (returned with
-        the moment each may leave); fewer are retired as they come back, so requests already
-        sent keep their places in the window."""
+        """Change N (0 pauses everyone). Fewer permits are retired as they come back, so
+        requests already sent keep their places in the window; an ended permit set aside keeps
+        the moment it is free. More permits are those first (a limit that drops and comes back
+        within a window does not free a permit early), and go to those in line first (returned
+        with the moment each may leave)."""
         if limit < 0:
             raise ValueError(f"limit must be >= 0, got {limit}")
         change, self.limit = limit - self.limit, limit
@@ -97,18 +106,21 @@ class SlidingWindow(Generic[T]):
         if change > 0:
             revived = min(change, self._retiring)
             self._retiring -= revived
-            self._unused += change - revived
-            while self._unused and self._line:
+            change -= revived
+            while change and self._shelved:
+                bisect.insort(self._free_at, heapq.heappop(self._shelved))
+                change -= 1
+            self._unused += change
+            while self._line and (self._unused or self._free_at):
                 waiter = self._line.popleft()
                 if not gone(waiter):
-                    self._unused -= 1
-                    handed.append((waiter, now))
+                    handed.append((waiter, cast(float, self.take(now))))
         else:
             for _ in range(-change):
                 if self._unused:
                     self._unused -= 1
                 elif self._free_at:
-                    self._free_at.pop()  # the one free last
+                    heapq.heappush(self._shelved, self._free_at.pop())  # the one free last
                 else:
                     self._retiring += 1
         return handed
@@ -118,10 +130,11 @@ class SlidingWindow(Generic[T]):
     ) -> tuple[T, float] | None:
         """A request was answered at `now`: its permit goes to the first waiter still there
         (returned with the moment it may leave), or back to the pool."""
+        free_at = now + self.window_seconds
         if self._retiring:
             self._retiring -= 1
+            heapq.heappush(self._shelved, free_at)  # set aside, still counting in the window
             return None
-        free_at = now + self.window_seconds
         while self._line:
             waiter = self._line.popleft()
             if not gone(waiter):

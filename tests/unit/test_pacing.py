@@ -215,3 +215,26 @@ async def test_the_window_keeps_one_window_of_answers_not_every_answer() -> None
         clock.now += 0.01
         window.end(clock.now)
     assert len(window._free_at) <= 102  # about one second of answers at 100/s
+
+
+def test_a_permit_answered_before_the_limit_drops_is_not_free_early_when_it_comes_back() -> None:
+    """A bug found by test_pacing_model.py: `resize` down dropped an ended permit with the
+    moment it is free, and `resize` up made a fresh one free at once: four requests in a
+    second at a limit of 3."""
+    window: SlidingWindow[str] = SlidingWindow(3, 1.0)
+    assert [window.take(0.0) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert window.end(0.0) is None  # one answered at once: free again at 1.0
+    window.resize(0, 0.0)
+    window.resize(3, 0.0)
+    assert window.take(0.0) == 1.0
+
+
+def test_a_permit_retired_as_it_comes_back_still_counts_when_the_limit_comes_back() -> None:
+    """The same bug the other way: a permit retired at its answer (after `resize` down) was
+    gone, so `resize` up made a fresh one free at once."""
+    window: SlidingWindow[str] = SlidingWindow(3, 1.0)
+    assert [window.take(0.0) for _ in range(3)] == [0.0, 0.0, 0.0]
+    window.resize(0, 0.0)  # all three in flight: each retires as it comes back
+    assert window.end(0.0) is None
+    window.resize(3, 0.0)
+    assert window.take(0.0) == 1.0
