@@ -10,7 +10,7 @@ not one per request), and its local pacer (`shared.clients.pacing`) enforces tha
   entity did not change meanwhile (ETag, `If-Match`); a lost race reads again.
 - **Never above N**: a share is granted only from what the other live instances do not hold. A
   share given up, or a lease not renewed within `LEASE_SECONDS`, keeps counting for
-  `LINGER_SECONDS`: requests sent under it are still in the upstream's last second.
+  `LINGER_SECONDS`: requests granted under it can still be in the upstream's last second.
 - **Fair**: nobody gets more than N / (instances holding a lease, rounded up); a newcomer
   starts at what is free and gets its fair part as the others renew (about two renewals).
 - **Never stalls**: every store call is bounded (`STORE_TIMEOUT_SECONDS`). While the store is
@@ -50,8 +50,12 @@ TABLE = "ratebudget"
 PARTITION = "rate-budget"
 LEASE_SECONDS = 3.0
 RENEW_SECONDS = 1.0
-LINGER_SECONDS = 2.0  # a window, plus the time a claim takes to reach the pacer
 STORE_TIMEOUT_SECONDS = 0.5
+# How long a share given up (or a lapsed lease) still counts: a request its pacer handed a
+# moment under it leaves up to a window later (shared.clients.pacing) and stays in the
+# upstream's last second for one more; and the claim that cut it reaches the pacer up to
+# STORE_TIMEOUT_SECONDS after the moment it was computed for.
+LINGER_SECONDS = 2.0 + STORE_TIMEOUT_SECONDS
 CLAIM_ATTEMPTS = 8
 
 
