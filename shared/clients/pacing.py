@@ -61,9 +61,11 @@ class SlidingWindow(Generic[T]):
         self.limit = limit
         self.window_seconds = window_seconds
         self._unused = limit
-        self._retiring = 0  # permits to drop as they come back (after `resize` down)
+        self._retiring = 0  # permits to set aside as they come back (after `resize` down)
         self._free_at: deque[float] = deque()  # ended permits, when each is free (ascending)
-        self._shelved: list[float] = []  # ended permits set aside (`resize` down): when free (heap)
+        # Ended permits set aside by `resize` down, not free yet: minus when each is free (a
+        # heap, so the one free last comes back first).
+        self._shelved: list[float] = []
         self._line: deque[T] = deque()
 
     def take(self, now: float) -> float | None:
@@ -107,8 +109,8 @@ class SlidingWindow(Generic[T]):
             revived = min(change, self._retiring)
             self._retiring -= revived
             change -= revived
-            while change and self._shelved:
-                bisect.insort(self._free_at, heapq.heappop(self._shelved))
+            while change and self._shelved:  # the one free last first: the strictest
+                bisect.insort(self._free_at, -heapq.heappop(self._shelved))
                 change -= 1
             self._unused += change
             while self._line and (self._unused or self._free_at):
@@ -120,20 +122,27 @@ class SlidingWindow(Generic[T]):
                 if self._unused:
                     self._unused -= 1
                 elif self._free_at:
-                    heapq.heappush(self._shelved, self._free_at.pop())  # the one free last
+                    self._shelve(self._free_at.pop(), now)  # the one free last
                 else:
                     self._retiring += 1
         return handed
+
+    def _shelve(self, free_at: float, now: float) -> None:
+        """Set an ended permit aside while it still counts in the window (a free one is just
+        dropped: it is as good as a new one)."""
+        if free_at > now:
+            heapq.heappush(self._shelved, -free_at)
 
     def end(
         self, now: float, *, gone: Callable[[T], bool] = lambda _: False
     ) -> tuple[T, float] | None:
         """A request was answered at `now`: its permit goes to the first waiter still there
-        (returned with the moment it may leave), or back to the pool."""
+        (returned with the moment it may leave), or back to the pool, or (retiring after
+        `resize` down) aside with that moment."""
         free_at = now + self.window_seconds
         if self._retiring:
             self._retiring -= 1
-            heapq.heappush(self._shelved, free_at)  # set aside, still counting in the window
+            self._shelve(free_at, now)
             return None
         while self._line:
             waiter = self._line.popleft()

@@ -238,3 +238,19 @@ def test_a_permit_retired_as_it_comes_back_still_counts_when_the_limit_comes_bac
     assert window.end(0.0) is None
     window.resize(3, 0.0)
     assert window.take(0.0) == 1.0
+
+
+def test_a_limit_that_comes_back_brings_back_the_permit_still_counting_not_an_old_one() -> None:
+    """Found in review, with test_pacing_model.py on random seeds: `resize` up brought back
+    the permit set aside that was free first (long free: as good as a new one), while the one
+    still counting stayed aside: two requests in one second at a limit of 1."""
+    window: SlidingWindow[str] = SlidingWindow(2, 1.0)
+    assert [window.take(0.0), window.take(0.0)] == [0.0, 0.0]
+    assert window.end(0.0) is None
+    assert window.end(0.0) is None  # both free again at 1.0
+    window.resize(1, 5.0)
+    assert window.take(7.0) == 7.0
+    assert window.end(7.0) is None  # free again at 8.0
+    window.resize(0, 7.0)
+    window.resize(1, 7.0)
+    assert window.take(7.0) == 8.0
