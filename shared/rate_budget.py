@@ -51,10 +51,11 @@ PARTITION = "rate-budget"
 LEASE_SECONDS = 3.0
 RENEW_SECONDS = 1.0
 STORE_TIMEOUT_SECONDS = 0.5
-# How long a share given up (or a lapsed lease) still counts: a request its pacer handed a
-# moment under it leaves up to a window later (shared.clients.pacing) and stays in the
-# upstream's last second for one more; and the claim that cut it reaches the pacer up to
-# STORE_TIMEOUT_SECONDS after the moment it was computed for.
+# How long a share given up (or a lapsed lease) still counts from a claim that finds the
+# instance's pacer applying it: a request that pacer handed a moment under it leaves up to a
+# window later (shared.clients.pacing) and stays in the upstream's last second for one more;
+# and the claim's answer reaches the pacer up to STORE_TIMEOUT_SECONDS after the moment it was
+# computed for (if it never does, the next claim finds the pacer still applying the share).
 LINGER_SECONDS = 2.0 + STORE_TIMEOUT_SECONDS
 CLAIM_ATTEMPTS = 8
 
@@ -80,18 +81,28 @@ class Share:
 
 
 def allot(
-    shares: Mapping[str, Share], me: str, *, limit: int, now: float
+    shares: Mapping[str, Share], me: str, *, limit: int, now: float, applied: int | None = None
 ) -> tuple[int, dict[str, Share]]:
-    """My share of `limit` from now, and every live share after granting it (pure)."""
+    """My share of `limit` from now, and every live share after granting it (pure).
+
+    `applied`: the largest limit my pacer applied since my last claim (None: the share last
+    granted to me). It is more than that share when that claim's answer was lost (a cut not
+    applied yet) or when the pacer paced alone, and it is what may still count."""
     live = {name: share for name, share in shares.items() if share.live(now)}
     others = [share for name, share in live.items() if name != me]
     taken = sum(share.held(now) for share in others)
     leased = 1 + sum(1 for share in others if share.expires > now)
     mine = max(0, min(-(-limit // leased), limit - taken))  # fair part, rounded up
     old = live.get(me)
-    if old is not None and mine < old.held(now) and mine < old.share:
-        # Giving up part of a share: the requests sent under it still count for a while.
-        live[me] = Share(mine, now + LEASE_SECONDS, old.held(now), now + LINGER_SECONDS)
+    held = old.held(now) if old is not None else 0
+    if applied is not None:
+        cut = mine < applied  # requests granted under more than mine may still count
+        held = max(held, applied)
+    else:
+        cut = old is not None and mine < held and mine < old.share
+    if cut:
+        # Giving up part of a share: the requests granted under it still count for a while.
+        live[me] = Share(mine, now + LEASE_SECONDS, held, now + LINGER_SECONDS)
     elif old is not None and old.lingers_until > now:
         # Still lingering from an earlier cut: that clock is not restarted.
         live[me] = Share(mine, now + LEASE_SECONDS, old.lingering, old.lingers_until)
@@ -131,8 +142,11 @@ class BudgetStore:
         self._table = table
         self._created = False
 
-    async def claim(self, upstream: str, me: str, *, limit: int, now: float) -> int:
-        """Lease my share; raises the SDK's error (or `TimeoutError`) if the store fails."""
+    async def claim(
+        self, upstream: str, me: str, *, limit: int, now: float, applied: int | None = None
+    ) -> int:
+        """Lease my share (`allot`); raises the SDK's error (or `TimeoutError`) if the store
+        fails."""
         from azure.core import MatchConditions  # noqa: PLC0415 - with the first claim
         from azure.core.exceptions import (  # noqa: PLC0415
             ResourceExistsError,
@@ -150,7 +164,7 @@ class BudgetStore:
                 entity = await self._table.get_entity(PARTITION, upstream)
             except ResourceNotFoundError:
                 entity = None
-            mine, shares = allot(_decode(entity), me, limit=limit, now=now)
+            mine, shares = allot(_decode(entity), me, limit=limit, now=now, applied=applied)
             body = {"PartitionKey": PARTITION, "RowKey": upstream, "shares": _encode(shares)}
             try:
                 if entity is None:
@@ -215,6 +229,7 @@ class SharedBudget:
         self._last_demand = -LEASE_SECONDS
         self._lease_until = -1.0
         self._last_share = 0
+        self._peak = 0  # the largest limit set on the pacer since the last claim started
         self.claims = 0
         self.failures = 0
 
@@ -237,7 +252,7 @@ class SharedBudget:
             await self.renew()
             await asyncio.sleep(RENEW_SECONDS)
         if self._pacer is not None:  # the lease lapses: the next request claims again first
-            self._pacer.set_limit(0)
+            self._apply(self._pacer, 0)
 
     @property
     def limit(self) -> int:
@@ -251,13 +266,22 @@ class SharedBudget:
         pacer = self._pacer
         if pacer is None:
             return
+        # What the pacer applied since the last claim may still be in the upstream's window:
+        # the store holds it for this instance while it is more than the share. (The limit in
+        # force while the last claim was out is covered by that claim: LINGER_SECONDS.)
+        applied, self._peak = max(self._peak, pacer.limit), 0
         try:
             async with asyncio.timeout(STORE_TIMEOUT_SECONDS):
                 mine = await self._store.claim(
-                    self.upstream, self.instance, limit=pacer.full_limit, now=self._wall_clock()
+                    self.upstream,
+                    self.instance,
+                    limit=pacer.full_limit,
+                    now=self._wall_clock(),
+                    applied=applied,
                 )
         except Exception as exc:  # noqa: BLE001 - any store failure means: pace alone
             self.failures += 1
+            self._peak = max(self._peak, applied)  # the next claim tells it again
             alone = self._last_share or pacer.full_limit
             if self._clock() >= self._lease_until and pacer.limit != alone:
                 logger.warning(
@@ -266,12 +290,16 @@ class SharedBudget:
                     type(exc).__name__,
                     alone,
                 )
-                pacer.set_limit(alone)
+                self._apply(pacer, alone)
             return
         self.claims += 1
         self._lease_until = self._clock() + LEASE_SECONDS - STORE_TIMEOUT_SECONDS
         self._last_share = mine or self._last_share
-        pacer.set_limit(mine)
+        self._apply(pacer, mine)
+
+    def _apply(self, pacer: Pacer, limit: int) -> None:
+        pacer.set_limit(limit)
+        self._peak = max(self._peak, pacer.limit)
 
     async def aclose(self) -> None:
         if self._task is not None:

@@ -425,3 +425,26 @@ def test_a_cut_share_counts_until_what_was_granted_under_it_is_out_of_reach() ->
         assert (a.pacer.limit, b.pacer.limit) == (4, 3)
     finally:
         machine.teardown()
+
+
+def test_a_cut_whose_answer_is_lost_counts_until_the_pacer_has_it() -> None:
+    """Found in review: a's claim at 101.0 cut it from 7 to 4 and landed, but its answer was
+    lost, so a's pacer kept 7 until its next claim's answer (102.0). The lingering ran from the
+    claim that cut (to 103.5), and b was given 3 at 103.6, while requests a granted under 7 up
+    to 102.0 could still be in the upstream's window. Now each claim tells the store the
+    largest limit its pacer applied since the last one: a's claim at 102.0 says 7, and 7 still
+    counts to 104.5."""
+    machine = RateBudgetModel()
+    try:
+        machine.time_passes(0.6, "prompt", None)  # a claims at 100.0: 7
+        machine.instance_starts()
+        machine.time_passes(0.0, "prompt", None)  # b claims at 100.6: 0
+        a, b = machine.lives
+        machine.time_passes(0.4, "slow", None)  # 101.0: a renews
+        machine.answer(a)
+        machine.answer(a, lost=True)  # the cut lands; its answer does not come back
+        assert (a.pacer.limit, b.pacer.limit) == (7, 0)
+        machine.time_passes(4.2, "prompt", None)  # (a) checked at every change
+        assert (a.pacer.limit, b.pacer.limit) == (4, 3)
+    finally:
+        machine.teardown()
