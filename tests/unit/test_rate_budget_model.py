@@ -154,7 +154,11 @@ class RateBudgetModel(RuleBasedStateMachine):
         self.checked_from = float("-inf")  # (a) holds again two windows after pacing alone
         self.slots: list[Instance | None] = [None] * SLOTS
         self.lives: list[Instance] = []
-        self.start_instance(0)
+        try:
+            self.start_instance(0)
+        except BaseException:
+            self.loop.close()  # hypothesis calls teardown only once the machine exists
+            raise
 
     # -- plumbing --
 
@@ -312,6 +316,7 @@ class RateBudgetModel(RuleBasedStateMachine):
             if store == "late" and call is not None:
                 self.reach_store(call)  # given up on, and lands all the same
             self.settle()  # asyncio.timeout fires: the call is cancelled, the renewal fails
+            assert instance.renewal is None, "a renewal outlived its timeout"
         self.now = until
         self.settle()
 
