@@ -85,9 +85,10 @@ def allot(
 ) -> tuple[int, dict[str, Share]]:
     """My share of `limit` from now, and every live share after granting it (pure).
 
-    `applied`: the largest limit my pacer applied since my last claim (None: the share last
-    granted to me). It is more than that share when that claim's answer was lost (a cut not
-    applied yet) or when the pacer paced alone, and it is what may still count."""
+    `applied`: the largest limit my pacer applied since my last claim, or more if requests of
+    a larger share are still out (None: the share last granted to me). It is more than that
+    share when that claim's answer was lost (a cut not applied yet), when the pacer paced
+    alone, or when the upstream is slow to answer, and it is what may still count."""
     live = {name: share for name, share in shares.items() if share.live(now)}
     others = [share for name, share in live.items() if name != me]
     taken = sum(share.held(now) for share in others)
@@ -266,10 +267,12 @@ class SharedBudget:
         pacer = self._pacer
         if pacer is None:
             return
-        # What the pacer applied since the last claim may still be in the upstream's window:
-        # the store holds it for this instance while it is more than the share. (The limit in
-        # force while the last claim was out is covered by that claim: LINGER_SECONDS.)
-        applied, self._peak = max(self._peak, pacer.limit), 0
+        # What the pacer applied since the last claim, and requests of a larger share still
+        # out to a slow upstream (the upstream may count them as late as it answers), may
+        # still be in the upstream's window: the store holds that for this instance while it
+        # is more than the share. (What was answered since the last claim, and the limit in
+        # force while that claim was out, are covered by that claim: LINGER_SECONDS.)
+        applied, self._peak = max(self._peak, pacer.limit, pacer.out), 0
         try:
             async with asyncio.timeout(STORE_TIMEOUT_SECONDS):
                 mine = await self._store.claim(

@@ -86,6 +86,12 @@ class SlidingWindow(Generic[T]):
         """How many are in line for a permit."""
         return len(self._line)
 
+    @property
+    def out(self) -> int:
+        """Requests holding a permit: sent (or handed a moment) and not answered yet. After
+        `resize` down this can be more than the limit until the old requests are answered."""
+        return self.limit + self._retiring - self._unused - len(self._free_at)
+
     def wait_in_line(self, waiter: T) -> None:
         self._line.append(waiter)
 
@@ -181,6 +187,11 @@ class Pacer:
     def waiting(self) -> int:
         """Requests waiting for a permit (all of them, if the limit is 0)."""
         return self._window.waiting
+
+    @property
+    def out(self) -> int:
+        """Requests sent (or handed a moment) and not answered yet."""
+        return self._window.out
 
     def set_limit(self, limit: int) -> None:
         """This process's N from now on (a share of the upstream's rate)."""

@@ -254,3 +254,20 @@ def test_a_limit_that_comes_back_brings_back_the_permit_still_counting_not_an_ol
     window.resize(0, 7.0)
     window.resize(1, 7.0)
     assert window.take(7.0) == 8.0
+
+
+def test_requests_of_a_larger_limit_still_out_after_a_cut_are_counted_out() -> None:
+    """What the shared budget reports besides the limit: requests sent and not answered, even
+    when a cut has lowered the limit below them (a slow upstream may count them late)."""
+    window: SlidingWindow[str] = SlidingWindow(4, 1.0)
+    assert [window.take(0.0) for _ in range(4)] == [0.0] * 4
+    window.resize(1, 0.0)  # cut: the four stay out
+    assert window.out == 4
+    assert window.end(0.6) is None
+    assert window.end(0.7) is None
+    assert window.out == 2
+    assert window.end(2.0) is None
+    assert window.end(2.0) is None
+    assert window.out == 0
+    assert window.take(2.0) == 3.0  # the one permit left is free a window after its answer
+    assert window.out == 1

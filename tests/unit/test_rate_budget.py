@@ -87,8 +87,18 @@ class FlakyStore:
 
     def __init__(self, *answers: int | Exception) -> None:
         self.answers = list(answers)
+        self.applied: list[int | None] = []  # what each claim said the pacer applied
 
-    async def claim(self, upstream: str, me: str, **_: float | None) -> int:  # noqa: ARG002
+    async def claim(
+        self,
+        upstream: str,  # noqa: ARG002
+        me: str,  # noqa: ARG002
+        *,
+        limit: int,  # noqa: ARG002
+        now: float,  # noqa: ARG002
+        applied: int | None = None,
+    ) -> int:
+        self.applied.append(applied)
         answer = self.answers.pop(0)
         if isinstance(answer, Exception):
             raise answer
@@ -152,3 +162,23 @@ def test_instances_renewing_every_second_settle_on_fair_parts() -> None:
         for n, name in enumerate("abcd"):
             got[name], shares = allot(shares, name, limit=LIMIT, now=second + n * 0.01)
     assert sorted(got.values()) == [11, 13, 13, 13]
+
+
+async def test_a_claim_tells_the_store_what_the_pacer_applied_and_what_is_still_out() -> None:
+    """A cut share counts as long as what was granted under it may: each claim says the
+    largest limit applied since the last claim, or more while requests of a larger share are
+    still out to a slow upstream (it may count them as late as it answers)."""
+    store = FlakyStore(7, 3, 3, 3)
+    budget = SharedBudget("d3", cast(BudgetStore, store))
+    pacer = budget.pacer(50)
+    await budget.renew()  # nothing applied yet: 7
+    slots = [pacer.slot() for _ in range(7)]
+    for slot in slots:
+        await slot.__aenter__()  # seven requests out, unanswered
+    await budget.renew()  # cut to 3
+    await budget.renew()  # the seven are still out
+    for slot in slots:
+        await slot.__aexit__(None, None, None)
+    assert pacer.limit == 3
+    await budget.renew()  # answered: the claim that saw them out covers their last second
+    assert store.applied == [0, 7, 7, 3]
