@@ -41,7 +41,6 @@ class Request:
     arrived: float
     leaves: float | None = None  # when it leaves (may be ahead of now: it sleeps until then)
     answered: float | None = None
-    waited: bool = False
     gone: bool = False  # gave up: its line future is cancelled
     never_sent: bool = False  # gave up while asleep until its moment
 
@@ -83,7 +82,6 @@ class PacingModel(RuleBasedStateMachine):
         self.requests.append(Request(self.now))
         at = self.window.take(self.now)
         if at is None:
-            self.requests[rid].waited = True
             self.window.wait_in_line(rid)
         else:
             self.requests[rid].leaves = at
@@ -143,7 +141,9 @@ class PacingModel(RuleBasedStateMachine):
 
     @invariant()
     def never_above_the_limit(self) -> None:
-        sends = sorted(cast_float(r.leaves) for r in self.requests if r.sent_by(self.now))
+        sends = sorted(
+            r.leaves for r in self.requests if r.leaves is not None and r.sent_by(self.now)
+        )
         for end in sends:
             inside = [s for s in sends if end - WINDOW + EPSILON < s <= end]
             allowed = largest_limit(self.limits, end - REACH, end)
@@ -171,11 +171,6 @@ def largest_limit(limits: list[tuple[float, int]], since: float, until: float) -
     before = [limit for when, limit in limits if when <= since]
     during = [limit for when, limit in limits if since < when <= until]
     return max([before[-1], *during])
-
-
-def cast_float(value: float | None) -> float:
-    assert value is not None
-    return value
 
 
 TestPacingModel = PacingModel.TestCase
