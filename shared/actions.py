@@ -20,13 +20,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from shared import telemetry
-from shared.clients.registry import Upstreams
-from shared.config import Settings
-from shared.context import current_invocation
-from shared.errors import Upstream, UpstreamError, UpstreamUnavailable
-from shared.models.commands import Action, Command, RemoveLinkedIncidents, UnlinkTicket
-from shared.models.outcome import (
+from incident_link_api.base import Upstream
+from incident_link_api.commands import Action, Command, RemoveLinkedIncidents, UnlinkTicket
+from incident_link_api.outcome import (
     ItemError,
     ItemResult,
     ItemStatus,
@@ -34,6 +30,11 @@ from shared.models.outcome import (
     UpstreamInfo,
     VendorReply,
 )
+from shared import telemetry
+from shared.clients.registry import Upstreams
+from shared.config import Settings
+from shared.context import current_invocation
+from shared.errors import UpstreamError, UpstreamUnavailable
 from shared.problems import item_error
 
 logger = logging.getLogger(__name__)

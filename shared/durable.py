@@ -26,6 +26,8 @@ from datetime import UTC, datetime, timedelta
 
 import stamina
 
+from incident_link_api.commands import Command
+from incident_link_api.outcome import ItemResult, ItemStatus, Outcome, OutcomeStatus, UpstreamInfo
 from shared import actions, lifecycle, retrying, telemetry
 from shared.clients.registry import Upstreams
 from shared.config import Settings
@@ -38,8 +40,6 @@ from shared.lifecycle import (
     OperationState,
     RouteKind,
 )
-from shared.models.commands import Command
-from shared.models.outcome import ItemResult, ItemStatus, Outcome, OutcomeStatus, UpstreamInfo
 from shared.records import Conflict, RecordStore, command_hash
 from shared.storage import Storage, storage
 

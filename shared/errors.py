@@ -25,9 +25,8 @@ A type exists only where a caller handles it differently. Messages never carry a
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Literal
 
-Upstream = Literal["contraforce", "d3"]
+from incident_link_api.base import Upstream
 
 
 class AppError(Exception):

@@ -17,15 +17,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ValidationError
 
-from shared.config import Settings
-from shared.errors import (
-    Forbidden,
-    InvalidPayload,
-    PayloadTooLarge,
-    RequestRejected,
-    UnsupportedMediaType,
-)
-from shared.models.commands import (
+from incident_link_api.commands import (
     Command,
     IncidentInput,
     RemoveLinkedIncidents,
@@ -35,8 +27,16 @@ from shared.models.commands import (
     UnlinkTicketBulkInput,
     UnlinkTicketInput,
 )
-from shared.models.contraforce import IncidentReference, UnlinkServiceTicketRequest
-from shared.models.d3 import RemoveLinkedIncidentsEnvelope
+from incident_link_api.contraforce import IncidentReference, UnlinkServiceTicketRequest
+from incident_link_api.d3 import RemoveLinkedIncidentsEnvelope
+from shared.config import Settings
+from shared.errors import (
+    Forbidden,
+    InvalidPayload,
+    PayloadTooLarge,
+    RequestRejected,
+    UnsupportedMediaType,
+)
 
 M = TypeVar("M", bound=BaseModel)
 _ECHO_LIMIT = 64

@@ -29,8 +29,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from shared.models.commands import Action, Command
-from shared.models.outcome import ItemError, ItemResult, OutcomeStatus, VendorReply
+from incident_link_api.commands import Action, Command
+from incident_link_api.outcome import ItemError, ItemResult, OutcomeStatus, VendorReply
 
 RouteKind = Literal["canonical", "contraforce_mirror", "d3_mirror", "webhook"]
 

@@ -27,17 +27,17 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from shared.config import get_settings
-from shared.models.base import PRINTABLE_PATTERN, REFUSED_CHARACTERS
-from shared.models.commands import (
+from incident_link_api.base import PRINTABLE_PATTERN, REFUSED_CHARACTERS
+from incident_link_api.commands import (
     RemoveLinkedIncidentsBulkInput,
     RemoveLinkedIncidentsInput,
     UnlinkTicketBulkInput,
     UnlinkTicketInput,
 )
-from shared.models.contraforce import ApiResponseOfboolean, UnlinkServiceTicketRequest
-from shared.models.d3 import D3CommandResponse, RemoveLinkedIncidentsEnvelope
-from shared.models.outcome import Outcome
+from incident_link_api.contraforce import ApiResponseOfboolean, UnlinkServiceTicketRequest
+from incident_link_api.d3 import D3CommandResponse, RemoveLinkedIncidentsEnvelope
+from incident_link_api.outcome import Outcome
+from shared.config import get_settings
 from shared.problems import Problem
 from shared.rendering import Rendered
 
@@ -239,7 +239,7 @@ def _schemas() -> dict[str, Any]:
     return _as_accepted({**defs, **copy.deepcopy(_EXTRA_SCHEMAS)})
 
 
-# The identifier types of shared/models/base.py: printable, stripped of surrounding whitespace,
+# The identifier types of incident_link_api/base.py: printable, stripped of surrounding whitespace,
 # then at least one character. After stripping, a blank value is empty and refused, so the
 # document asks for one character that is neither a control nor whitespace.
 _PRINTABLE = PRINTABLE_PATTERN

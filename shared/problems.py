@@ -26,19 +26,18 @@ from typing import Any
 
 from pydantic import Field
 
+from incident_link_api.base import CamelModel, Upstream
+from incident_link_api.outcome import ItemError
 from shared.errors import (
     AppError,
     NotConfigured,
     RequestRejected,
     StoreUnavailable,
-    Upstream,
     UpstreamAuthRejected,
     UpstreamError,
     UpstreamRejected,
     UpstreamUnavailable,
 )
-from shared.models.base import CamelModel
-from shared.models.outcome import ItemError
 
 PROBLEM_JSON = "application/problem+json"
 DEFAULT_RETRY_AFTER_SECONDS = 30

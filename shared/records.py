@@ -34,12 +34,12 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from incident_link_api.commands import Command
+from incident_link_api.contraforce import ApiResponseOfboolean
+from incident_link_api.d3 import D3CommandResponse
+from incident_link_api.outcome import ItemError, ItemResult, OutcomeStatus, VendorReply
 from shared.errors import IdempotencyConflict, PayloadTooLarge, StoreUnavailable
 from shared.lifecycle import CommandMark, CommandRow, OperationHeader, OperationState
-from shared.models.commands import Command
-from shared.models.contraforce import ApiResponseOfboolean
-from shared.models.d3 import D3CommandResponse
-from shared.models.outcome import ItemError, ItemResult, OutcomeStatus, VendorReply
 from shared.storage import Storage
 
 ENTITY_LIMIT_BYTES = 1024 * 1024

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from shared.models.outcome import ItemError, ItemResult, Outcome, OutcomeStatus
+from incident_link_api.outcome import ItemError, ItemResult, Outcome, OutcomeStatus
 from shared.problems import PROBLEM_JSON, Problem, from_upstream
 
 JSON = "application/json"

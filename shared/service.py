@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from incident_link_api.commands import Command
+from incident_link_api.outcome import Outcome
 from shared import actions
 from shared.clients.registry import ProcessUpstreams, Upstreams
 from shared.config import Settings
 from shared.errors import OperationNotFound
-from shared.models.commands import Command
-from shared.models.outcome import Outcome
 
 if TYPE_CHECKING:  # the storage path loads with its first use (a direct call never needs it)
     from shared import durable, webhooks

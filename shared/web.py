@@ -20,12 +20,12 @@ from urllib.parse import urlencode, urlsplit
 
 import azure.functions as func
 
+from incident_link_api.outcome import Outcome, OutcomeStatus
 from shared import heap, principals, rendering, service, telemetry
 from shared.config import Settings, get_settings
 from shared.context import Invocation, set_invocation
 from shared.errors import AppError, InvalidPayload, OperationNotFound, PayloadTooLarge
 from shared.intake import Incoming, Parser, dry_run_requested, query_of
-from shared.models.outcome import Outcome, OutcomeStatus
 from shared.problems import from_error
 from shared.rendering import ProblemStyle, Rendered, render_problem
 

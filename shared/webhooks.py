@@ -36,10 +36,10 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from incident_link_api.commands import UnlinkTicket
+from incident_link_api.contraforce import IncidentReference
 from shared.errors import InvalidPayload, InvalidSignature
 from shared.intake import decode_json, parse
-from shared.models.commands import UnlinkTicket
-from shared.models.contraforce import IncidentReference
 
 TOLERANCE_SECONDS = 300
 UNLINKING_EVENT = "agent.investigation.completed.v1"

@@ -8,17 +8,17 @@ from urllib.parse import quote
 import httpx
 from pydantic import ValidationError
 
-from shared.clients.auth import BasicCredential, BearerCredential, EntraTokenCredential
-from shared.clients.http import Delivered, ResilientHttp, RetryPolicy, error_for, unreadable
-from shared.clients.pacing import Pacer
-from shared.context import correlation_headers
-from shared.models.commands import UnlinkTicket
-from shared.models.contraforce import (
+from incident_link_api.commands import UnlinkTicket
+from incident_link_api.contraforce import (
     ApiProblemDetails,
     ApiResponseOfboolean,
     UnlinkServiceTicketRequest,
 )
-from shared.models.outcome import PreparedRequest
+from incident_link_api.outcome import PreparedRequest
+from shared.clients.auth import BasicCredential, BearerCredential, EntraTokenCredential
+from shared.clients.http import Delivered, ResilientHttp, RetryPolicy, error_for, unreadable
+from shared.clients.pacing import Pacer
+from shared.context import correlation_headers
 
 ContraForceCredential = BasicCredential | BearerCredential | EntraTokenCredential
 

@@ -7,19 +7,19 @@ from dataclasses import dataclass
 import httpx
 from pydantic import ValidationError
 
-from shared.clients.auth import D3ApiKeyCredential, D3JwtCredential
-from shared.clients.http import Delivered, ResilientHttp, RetryPolicy, error_for, unreadable
-from shared.clients.pacing import Pacer
-from shared.context import correlation_headers
-from shared.models.commands import RemoveLinkedIncidents
-from shared.models.d3 import (
+from incident_link_api.commands import RemoveLinkedIncidents
+from incident_link_api.d3 import (
     LINKED_FIELD,
     SOURCE_FIELD,
     D3CommandResponse,
     D3ErrorBody,
     RemoveLinkedIncidentsEnvelope,
 )
-from shared.models.outcome import PreparedRequest
+from incident_link_api.outcome import PreparedRequest
+from shared.clients.auth import D3ApiKeyCredential, D3JwtCredential
+from shared.clients.http import Delivered, ResilientHttp, RetryPolicy, error_for, unreadable
+from shared.clients.pacing import Pacer
+from shared.context import correlation_headers
 
 D3Credential = D3ApiKeyCredential | D3JwtCredential
 REMOVE_LINKED_INCIDENTS = "Command/RemoveLinkedIncidents"

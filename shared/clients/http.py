@@ -30,17 +30,17 @@ from typing import Any, Protocol
 
 import httpx
 
+from incident_link_api.base import Upstream
+from incident_link_api.outcome import PreparedRequest
 from shared import retrying, telemetry
 from shared.clients.pacing import Pacer
 from shared.clients.transport import POOL_LIMITS
 from shared.errors import (
-    Upstream,
     UpstreamAuthRejected,
     UpstreamError,
     UpstreamRejected,
     UpstreamUnavailable,
 )
-from shared.models.outcome import PreparedRequest
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from pydantic import BeforeValidator, Field, StrictBool, field_validator
 
-from shared.models.base import BoundedId, InboundModel, IncidentNumber, VendorModel
+from incident_link_api.base import BoundedId, InboundModel, IncidentNumber, VendorModel
 
 
 class IncidentSource(StrEnum):

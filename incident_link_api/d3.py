@@ -9,7 +9,7 @@ from typing import Any, Final
 
 from pydantic import Field
 
-from shared.models.base import D3Name, InboundModel, IncidentNumber, VendorModel
+from incident_link_api.base import D3Name, InboundModel, IncidentNumber, VendorModel
 
 LINKED_FIELD: Final = "Linked Incident Numbers to be Removed"
 SOURCE_FIELD: Final = "Source Incident Number"

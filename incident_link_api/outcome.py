@@ -8,11 +8,10 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from shared.errors import Upstream
-from shared.models.base import CamelModel
-from shared.models.commands import Action
-from shared.models.contraforce import ApiResponseOfboolean
-from shared.models.d3 import D3CommandResponse
+from incident_link_api.base import CamelModel, Upstream
+from incident_link_api.commands import Action
+from incident_link_api.contraforce import ApiResponseOfboolean
+from incident_link_api.d3 import D3CommandResponse
 
 
 class ItemStatus(StrEnum):

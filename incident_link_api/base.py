@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
@@ -14,6 +14,9 @@ from pydantic import (
     WithJsonSchema,
 )
 from pydantic.alias_generators import to_camel
+
+Upstream = Literal["contraforce", "d3"]
+"""The upstreams this app calls, by the name every answer, log line and metric uses."""
 
 # Every model's validator is built on first use (`defer_build`), not at import: a cold start that
 # serves one route pays only for the models that route uses (bench P2).

@@ -10,8 +10,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.models.base import BoundedId, D3Name, InboundModel, IncidentNumber
-from shared.models.contraforce import IncidentReference, Source
+from incident_link_api.base import BoundedId, D3Name, InboundModel, IncidentNumber
+from incident_link_api.contraforce import IncidentReference, Source
 
 
 class _Command(BaseModel):

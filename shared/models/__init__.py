@@ -1,1 +1,0 @@
-"""Typed models: vendor schemas (`contraforce`, `d3`), `commands`, and the `outcome`."""
