@@ -1,7 +1,7 @@
 """A typed Python client of the Incident Link Actions app, sync (`Client`) and async
 (`AsyncClient`), on httpx.
 
-It takes and returns the app's own pydantic models (`shared.models`: one source of truth)::
+It takes and returns the app's own pydantic models (`incident_link_api`: one source of truth)::
 
     from incident_link_actions_client import Client, IncidentInput, UnlinkTicketInput
 
@@ -36,12 +36,12 @@ from incident_link_actions_client.errors import (
     UpstreamAuthRejected,
     UpstreamRejected,
 )
-from shared.models.commands import (
+from incident_link_api.commands import (
     IncidentInput,
     RemoveLinkedIncidentsInput,
     UnlinkTicketInput,
 )
-from shared.models.outcome import ItemResult, ItemStatus, Outcome, OutcomeStatus
+from incident_link_api.outcome import ItemResult, ItemStatus, Outcome, OutcomeStatus
 
 __all__ = [
     "AccessDenied",

@@ -22,7 +22,7 @@ from incident_link_actions_client._core import (
     UnlinkRequest,
 )
 from incident_link_actions_client.errors import StillPending
-from shared.models.outcome import Outcome
+from incident_link_api.outcome import Outcome
 
 
 class AsyncClient:

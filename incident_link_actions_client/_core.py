@@ -22,9 +22,9 @@ from incident_link_actions_client.errors import (
     UnexpectedAnswer,
     error_from,
 )
+from incident_link_api.commands import RemoveLinkedIncidentsInput, UnlinkTicketInput
+from incident_link_api.outcome import Outcome
 from shared.clients.http import parse_retry_after
-from shared.models.commands import RemoveLinkedIncidentsInput, UnlinkTicketInput
-from shared.models.outcome import Outcome
 
 Action = Literal["unlink_ticket", "remove_linked_incidents"]
 ACTION_ROUTES: dict[Action, str] = {

@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from shared.models.outcome import Outcome
+from incident_link_api.outcome import Outcome
 
 PROBLEM_JSON = "application/problem+json"
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import httpx
 
+from incident_link_api.contraforce import IncidentSource
 from local.sandbox.contraforce_state import DEMO_WORKSPACE_ID
-from shared.models.contraforce import IncidentSource
 from shared.webhooks import UNLINKING_EVENT, sign
 
 SANDBOX_WEBHOOK_SECRET = "sandbox-webhook-secret"  # noqa: S105 - the sandbox's demo value

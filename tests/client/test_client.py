@@ -31,9 +31,9 @@ from incident_link_actions_client import (
     UpstreamAuthRejected,
     UpstreamRejected,
 )
+from incident_link_api.outcome import Outcome
 from local.sandbox.contraforce_state import DEMO_WORKSPACE_ID
 from local.sandbox.faults import Fault, FaultKind, FaultPlan
-from shared.models.outcome import Outcome
 from tests.e2e.conftest import FUNCTION_KEY, Stack, start_host
 
 FAST = RetryOptions(attempts=3, initial_wait_seconds=0.01, max_wait_seconds=0.05)

@@ -11,8 +11,8 @@ import pytest
 from jsonschema_rs import Draft4Validator, Draft202012Validator
 from openapi_spec_validator import validate
 
+from incident_link_api.base import PRINTABLE_PATTERN
 from shared.errors import NotConfigured
-from shared.models.base import PRINTABLE_PATTERN
 from shared.openapi import ROUTES, openapi, swagger
 from tests.conftest import Sandboxes
 from tests.functions.conftest import call, registered

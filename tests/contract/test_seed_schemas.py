@@ -9,16 +9,16 @@ from uuid import UUID
 import pytest
 import yaml
 
-from shared.clients.d3 import envelope_for
-from shared.models.commands import RemoveLinkedIncidents, UnlinkTicket
-from shared.models.contraforce import (
+from incident_link_api.commands import RemoveLinkedIncidents, UnlinkTicket
+from incident_link_api.contraforce import (
     ApiProblemDetails,
     ApiResponseOfboolean,
     IncidentReference,
     IncidentSource,
     UnlinkServiceTicketRequest,
 )
-from shared.models.d3 import D3CommandResponse, D3ErrorBody, RemoveLinkedIncidentsEnvelope
+from incident_link_api.d3 import D3CommandResponse, D3ErrorBody, RemoveLinkedIncidentsEnvelope
+from shared.clients.d3 import envelope_for
 
 SPEC = yaml.safe_load(
     (Path(__file__).parents[1] / "data" / "contraforce-unlink-ticket.openapi.yaml").read_text()

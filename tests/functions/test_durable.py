@@ -632,8 +632,8 @@ async def test_keys_past_retention_are_taken_over_and_all_name_the_held_operatio
 ) -> None:
     """A webhook's event key past retention beside a fresh content key: the delivery is a
     repeat of the held operation, and the stale key is pointed at it (not at a new one)."""
-    from shared.models.commands import UnlinkTicket  # noqa: PLC0415
-    from shared.models.contraforce import IncidentReference  # noqa: PLC0415
+    from incident_link_api.commands import UnlinkTicket  # noqa: PLC0415
+    from incident_link_api.contraforce import IncidentReference  # noqa: PLC0415
     from shared.records import webhook_key_rows  # noqa: PLC0415
 
     _, store = await durable.store_for(get_settings())

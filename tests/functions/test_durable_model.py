@@ -43,6 +43,9 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from incident_link_api.commands import RemoveLinkedIncidents, UnlinkTicket
+from incident_link_api.contraforce import IncidentReference
+from incident_link_api.outcome import OutcomeStatus
 from local.azurite import PRIVATE_ACCOUNT, Azurite
 from local.queues import queue_client
 from local.sandbox.contraforce_state import DEMO_WORKSPACE_ID
@@ -52,9 +55,6 @@ from shared import durable, service, storage, webhooks
 from shared.clients import registry
 from shared.config import Settings, get_settings, reset_settings
 from shared.errors import PayloadTooLarge, StoreUnavailable
-from shared.models.commands import RemoveLinkedIncidents, UnlinkTicket
-from shared.models.contraforce import IncidentReference
-from shared.models.outcome import OutcomeStatus
 from shared.records import RecordStore
 from tests.conftest import Sandboxes
 

@@ -15,6 +15,8 @@ import pytest
 from httpx_aiohttp import AiohttpTransport
 from pydantic import SecretStr
 
+from incident_link_api.commands import UnlinkTicket
+from incident_link_api.contraforce import IncidentReference
 from local.sandbox.contraforce import ContraForceSimulator
 from local.sandbox.contraforce_state import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_WORKSPACE_ID
 from local.sandbox.faults import Fault, FaultKind, FaultPlan
@@ -24,8 +26,6 @@ from shared.clients.contraforce import ContraForceClient
 from shared.clients.http import RetryPolicy
 from shared.clients.transport import TransportKind, build_transport, tls_context
 from shared.errors import UpstreamUnavailable
-from shared.models.commands import UnlinkTicket
-from shared.models.contraforce import IncidentReference
 
 KINDS: list[TransportKind] = ["httpcore", "aiohttp"]
 NO_WAIT = RetryPolicy(

@@ -66,8 +66,8 @@ from pydantic import SecretStr
 from shared.clients.auth import BasicCredential
 from shared.clients.contraforce import ContraForceClient
 from shared.clients.http import RetryPolicy
-from shared.models.commands import UnlinkTicket
-from shared.models.contraforce import IncidentReference
+from incident_link_api.commands import UnlinkTicket
+from incident_link_api.contraforce import IncidentReference
 
 answers = [httpx.Response(200, json={"data": True}), httpx.Response(503),
            httpx.Response(200, json={"data": True})]

@@ -17,6 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
+from incident_link_api.commands import RemoveLinkedIncidents, UnlinkTicket
+from incident_link_api.contraforce import IncidentReference
 from shared.clients.auth import BasicCredential, D3ApiKeyCredential
 from shared.clients.contraforce import ContraForceClient
 from shared.clients.d3 import D3Client
@@ -28,8 +30,6 @@ from shared.clients.http import (
     parse_retry_after,
 )
 from shared.errors import UpstreamAuthRejected, UpstreamRejected, UpstreamUnavailable
-from shared.models.commands import RemoveLinkedIncidents, UnlinkTicket
-from shared.models.contraforce import IncidentReference
 
 WORKSPACE = UUID("7b2d8c1e-0f4a-4c5e-9a51-2d1f0e6b9c3a")
 SECRET = "s3cret-value-never-shown"

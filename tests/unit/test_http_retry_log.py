@@ -18,14 +18,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
+from incident_link_api.commands import UnlinkTicket
+from incident_link_api.contraforce import IncidentReference
 from shared import durable, retrying
 from shared.clients.auth import BasicCredential
 from shared.clients.contraforce import ContraForceClient
 from shared.clients.http import RetryPolicy, parse_retry_after
 from shared.errors import StoreUnavailable
 from shared.lifecycle import CommandRow
-from shared.models.commands import UnlinkTicket
-from shared.models.contraforce import IncidentReference
 from shared.records import RecordStore
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

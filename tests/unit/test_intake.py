@@ -8,6 +8,7 @@ from uuid import UUID
 
 import pytest
 
+from incident_link_api.commands import RemoveLinkedIncidents, UnlinkTicket
 from shared.config import Settings
 from shared.errors import InvalidPayload, PayloadTooLarge, RequestRejected, UnsupportedMediaType
 from shared.intake import (
@@ -18,7 +19,6 @@ from shared.intake import (
     d3_mirror,
     dry_run_requested,
 )
-from shared.models.commands import RemoveLinkedIncidents, UnlinkTicket
 
 WS = "7b2d8c1e-0f4a-4c5e-9a51-2d1f0e6b9c3a"
 

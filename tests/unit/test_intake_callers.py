@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from incident_link_api.commands import RemoveLinkedIncidents, UnlinkTicket
 from shared.config import Settings, get_settings, reset_settings
 from shared.errors import Forbidden, InvalidPayload, NotConfigured, RequestRejected
 from shared.intake import (
@@ -25,7 +26,6 @@ from shared.intake import (
     dry_run_requested,
     query_of,
 )
-from shared.models.commands import RemoveLinkedIncidents, UnlinkTicket
 
 WS = "7b2d8c1e-0f4a-4c5e-9a51-2d1f0e6b9c3a"
 OTHER_WS = "3f2a6c1e-8b7d-4c55-9a10-2f6e7d8c9b01"

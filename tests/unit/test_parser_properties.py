@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from incident_link_api.commands import RemoveLinkedIncidents, UnlinkTicket
 from shared.config import Settings
 from shared.errors import RequestRejected
 from shared.intake import (
@@ -19,7 +20,6 @@ from shared.intake import (
     contraforce_mirror,
     d3_mirror,
 )
-from shared.models.commands import RemoveLinkedIncidents, UnlinkTicket
 
 SETTINGS = Settings.model_validate({"d3_default_username": "Admin", "d3_default_site": "SOC"})
 PARSERS: list[Parser] = [canonical_unlink, canonical_remove, contraforce_mirror, d3_mirror]
