@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from incident_link_api.commands import Command
 from incident_link_api.outcome import Outcome
 from shared import actions
-from shared.clients.registry import ProcessUpstreams, Upstreams
+from shared.clients.registry import Upstreams
 from shared.config import Settings
 from shared.errors import OperationNotFound
 
@@ -106,7 +106,7 @@ async def perform(
     steps: Steps | None = None,
 ) -> Handled:
     """Run or record one action request; see the module docstring for which path it takes."""
-    upstreams = upstreams or ProcessUpstreams(settings)
+    upstreams = upstreams or Upstreams.from_settings(settings)
     if request.dry_run or (request.idempotency_key is None and not request.respond_async):
         outcome = await actions.run(
             request.commands,
@@ -264,7 +264,7 @@ async def process_message(
     return await durable.process_message(
         settings,
         message,
-        upstreams=upstreams or ProcessUpstreams(settings),
+        upstreams=upstreams or Upstreams.from_settings(settings),
         dequeue_count=dequeue_count,
         clock=clock,
         steps=steps or durable.no_steps,

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from functools import partial
+from typing import TYPE_CHECKING, TypeVar
 
 from shared.config import (
     ApiKeySettings,
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     from shared.rate_budget import SharedBudget
 
 logger = logging.getLogger(__name__)
+_Client = TypeVar("_Client")
 
 
 class _Registry:
@@ -143,43 +146,30 @@ def d3(settings: Settings) -> D3Client:
     return registry.d3
 
 
-class Upstreams(Protocol):
-    """Where the core gets its upstream clients: passed in, so tests can give their own."""
-
-    def contraforce(self) -> ContraForceClient: ...
-
-    def d3(self) -> D3Client: ...
-
-
 @dataclass(frozen=True)
-class ProcessUpstreams:
-    """This process's clients, built from settings on first use (`NotConfigured` if not)."""
+class Upstreams:
+    """Where the core gets its upstream clients, passed in from the edge: `from_settings` for
+    this process's clients (built on first use, `NotConfigured` if they cannot be), `given` for
+    clients a test built (on `httpx.MockTransport`)."""
 
-    settings: Settings
+    contraforce: Callable[[], ContraForceClient]
+    d3: Callable[[], D3Client]
 
-    def contraforce(self) -> ContraForceClient:
-        return contraforce(self.settings)
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Upstreams:
+        return cls(partial(contraforce, settings), partial(d3, settings))
 
-    def d3(self) -> D3Client:
-        return d3(self.settings)
+    @classmethod
+    def given(
+        cls, *, contraforce: ContraForceClient | None = None, d3: D3Client | None = None
+    ) -> Upstreams:
+        return cls(partial(_given, contraforce, "ContraForce"), partial(_given, d3, "D3"))
 
 
-@dataclass(frozen=True)
-class GivenUpstreams:
-    """Clients built by the caller (tests: on `httpx.MockTransport`)."""
-
-    contraforce_client: ContraForceClient | None = None
-    d3_client: D3Client | None = None
-
-    def contraforce(self) -> ContraForceClient:
-        if self.contraforce_client is None:
-            raise LookupError("no ContraForce client was given")
-        return self.contraforce_client
-
-    def d3(self) -> D3Client:
-        if self.d3_client is None:
-            raise LookupError("no D3 client was given")
-        return self.d3_client
+def _given(client: _Client | None, name: str) -> _Client:
+    if client is None:
+        raise LookupError(f"no {name} client was given")
+    return client
 
 
 def shared_pacer(settings: Settings, upstream: str, rate: float) -> Pacer | None:
