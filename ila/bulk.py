@@ -27,9 +27,9 @@ from ila.render import FAILURE, INTERRUPTED, PARTIAL, SUCCESS
 from incident_link_actions_client import (
     ApiError,
     Client,
+    ContentTooLargeError,
     LinkActionsError,
     Outcome,
-    PayloadTooLarge,
     RemoveLinkedIncidentsInput,
     UnlinkTicketInput,
 )
@@ -278,7 +278,7 @@ def _run_batch(
     """Send one batch; count what it did; a line to print (None if it was split instead)."""
     try:
         outcome = _send(client, batch, dry_run=dry_run)
-    except PayloadTooLarge as exc:
+    except ContentTooLargeError as exc:
         if len(batch.rows) > 1:
             pending[:0] = _split(batch)
             return None

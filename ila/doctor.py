@@ -21,24 +21,23 @@ from rich.table import Table
 
 from ila.render import FAILURE, SUCCESS
 from incident_link_actions_client import (
-    AccessDenied,
+    AccessDeniedError,
     ApiError,
     Client,
     IncidentInput,
     LinkActionsError,
-    NotApplied,
-    NotConfigured,
-    NotFound,
+    NotAppliedError,
+    NotFoundError,
     Outcome,
     RemoveLinkedIncidentsInput,
+    SettingsError,
     UnlinkTicketInput,
-    UpstreamAuthRejected,
-    UpstreamRejected,
+    UpstreamCredentialsError,
+    UpstreamRefusedError,
 )
 from shared import storage
 from shared.config import KEY_VAULT_REFERENCE, Settings, setting_name
-from shared.errors import AppError
-from shared.errors import NotConfigured as SettingsMissing
+from shared.errors import AppError, NotConfigured
 
 PROBE_INCIDENT = "ila-doctor-probe"
 
@@ -100,9 +99,9 @@ def over_http(client: Client) -> list[Check]:
 def _key_and_store(client: Client) -> list[Check]:
     try:
         client.operation(str(uuid.uuid4()))
-    except NotFound:
+    except NotFoundError:
         return [passed("function key", "accepted"), passed("storage", "answered")]
-    except AccessDenied as exc:
+    except AccessDeniedError as exc:
         return [failed("function key", f"refused (HTTP {exc.status}): check --key/ILA_KEY")]
     except ApiError as exc:
         named = f" (settings: {', '.join(exc.settings)})" if exc.settings else ""
@@ -119,12 +118,12 @@ def _probe(name: str, credential: str, call: Callable[[], Outcome]) -> Check:
     label = f"{name} ({credential})"
     try:
         call()
-    except (NotApplied, UpstreamRejected) as exc:
+    except (NotAppliedError, UpstreamRefusedError) as exc:
         said = exc.upstream_status or exc.status
         return passed(label, f"answered HTTP {said}: credential accepted")
-    except UpstreamAuthRejected as exc:
+    except UpstreamCredentialsError as exc:
         return failed(label, f"refused the app's credential: {exc.detail}")
-    except NotConfigured as exc:
+    except SettingsError as exc:
         return failed(label, f"not configured: {', '.join(exc.settings)}")
     except ApiError as exc:
         return failed(label, f"HTTP {exc.status} {exc.code}: {exc.detail}")
@@ -158,7 +157,7 @@ def in_environment(environ: dict[str, str] | None = None) -> list[Check]:
     ):
         try:
             found = credential()
-        except SettingsMissing as exc:
+        except NotConfigured as exc:
             checks.append(skipped(f"env {name}", f"{exc.message}"))
         else:
             checks.append(passed(f"env {name}", type(found).__name__.removesuffix("Settings")))

@@ -2,24 +2,27 @@
 
 ```
 LinkActionsError
-├── ConnectionFailed          no answer at all, after the client's own retries
-├── UnexpectedAnswer          an answer that is not what the API documents (not JSON, wrong shape)
-├── StillPending              waited as long as allowed; the operation is still running
-└── ApiError                  a problem+json answer: status, code, detail, errors, outcome, …
-    ├── RequestRejected       our 4xx: the request is wrong; sending it again will not help
-    │   ├── AccessDenied      401/403: the function key, identity or signature was refused
-    │   ├── NotFound          404: no such route or operation
-    │   ├── PayloadTooLarge   413: the body or the number of items is over the app's limit
-    │   └── IdempotencyConflict 422: the same Idempotency-Key with a different request
-    ├── NotApplied            409: the upstream answered and did not do it (nothing linked)
-    ├── UpstreamRejected      the upstream's own 4xx, passed through
-    ├── UpstreamAuthRejected  502: the upstream refused the app's credentials (an operator fixes)
-    ├── Unavailable           429/502/503/504: try again later (`retry_after`)
-    ├── NotConfigured         503: a setting the action needs is missing (`settings` names it)
-    └── ServerError           500 and any other 5xx
+├── ConnectionFailed              no answer at all, after the client's own retries
+├── UnexpectedAnswer              not what the API documents (not JSON, wrong shape)
+├── StillPending                  waited as long as allowed; the operation is still running
+└── ApiError                      a problem+json answer: status, code, detail, errors, …
+    ├── BadRequestError           our 4xx: the request is wrong; sending it again will not help
+    │   ├── AccessDeniedError     401/403: function key, identity or signature refused
+    │   ├── NotFoundError         404: no such route or operation
+    │   ├── ContentTooLargeError  413: the body or the number of items is over the limit
+    │   └── KeyReusedError        422: the same Idempotency-Key with a different request
+    ├── NotAppliedError           409: the upstream answered and did not do it
+    ├── UpstreamRefusedError      the upstream's own 4xx, passed through
+    ├── UpstreamCredentialsError  502: the upstream refused the app's credentials
+    ├── UnavailableError          429/502/503/504: try again later (`retry_after`)
+    ├── SettingsError             503: a setting the action needs is missing (`settings`)
+    └── ServerError               500 and any other 5xx
 ```
 
-A code the client does not know maps by its status, so new codes on the server never break it.
+Each `ApiError` is named by the answer it stands for (its status or the app's `code`), with an
+`Error` suffix; none reuses a name of the app's own exceptions (`shared/errors.py`), whose tree
+is the server's. A code the client does not know maps by its status, so new codes on the server
+never break it.
 """
 
 from __future__ import annotations
@@ -85,43 +88,43 @@ class ApiError(LinkActionsError):
         super().__init__(f"HTTP {status} {self.code or self.title or ''}: {self.detail or ''}")
 
 
-class RequestRejected(ApiError):
+class BadRequestError(ApiError):
     """The app refused the request itself (4xx); change it before sending it again."""
 
 
-class AccessDenied(RequestRejected):
+class AccessDeniedError(BadRequestError):
     """401 or 403: the function key, the caller's identity or a webhook signature was refused."""
 
 
-class NotFound(RequestRejected):
+class NotFoundError(BadRequestError):
     """404: no such route, action or operation."""
 
 
-class PayloadTooLarge(RequestRejected):
+class ContentTooLargeError(BadRequestError):
     """413: the body or the number of items is over MAX_BODY_BYTES / MAX_BULK_ITEMS."""
 
 
-class IdempotencyConflict(RequestRejected):
+class KeyReusedError(BadRequestError):
     """422: this Idempotency-Key was used for a different request."""
 
 
-class NotApplied(ApiError):
+class NotAppliedError(ApiError):
     """409: the upstream answered and did not do it (e.g. the incident had no ticket)."""
 
 
-class UpstreamRejected(ApiError):
+class UpstreamRefusedError(ApiError):
     """The upstream refused the request (its own 4xx, `code` and `request_id` passed through)."""
 
 
-class UpstreamAuthRejected(ApiError):
+class UpstreamCredentialsError(ApiError):
     """502: the upstream refused the app's credentials; an operator must fix them."""
 
 
-class Unavailable(ApiError):
+class UnavailableError(ApiError):
     """The app or its upstream is unavailable for now; `retry_after` says when to try again."""
 
 
-class NotConfigured(ApiError):
+class SettingsError(ApiError):
     """503: the app lacks a setting the action needs; `settings` names it (never its value)."""
 
 
@@ -131,28 +134,28 @@ class ServerError(ApiError):
 
 # The app's own codes, where the code decides more than the status does.
 _BY_UPSTREAM_CODE: dict[str, type[ApiError]] = {
-    "NOT_APPLIED": NotApplied,
-    "UPSTREAM_AUTH_REJECTED": UpstreamAuthRejected,
-    "UPSTREAM_UNAVAILABLE": Unavailable,
+    "NOT_APPLIED": NotAppliedError,
+    "UPSTREAM_AUTH_REJECTED": UpstreamCredentialsError,
+    "UPSTREAM_UNAVAILABLE": UnavailableError,
 }
 _BY_CODE: dict[str, type[ApiError]] = {
-    "NOT_CONFIGURED": NotConfigured,
-    "STORE_UNAVAILABLE": Unavailable,
-    "IDEMPOTENCY_KEY_REUSED": IdempotencyConflict,
-    "TOO_MANY_ITEMS": PayloadTooLarge,
-    "PAYLOAD_TOO_LARGE": PayloadTooLarge,
+    "NOT_CONFIGURED": SettingsError,
+    "STORE_UNAVAILABLE": UnavailableError,
+    "IDEMPOTENCY_KEY_REUSED": KeyReusedError,
+    "TOO_MANY_ITEMS": ContentTooLargeError,
+    "PAYLOAD_TOO_LARGE": ContentTooLargeError,
 }
 _BY_STATUS: dict[int, type[ApiError]] = {
-    401: AccessDenied,
-    403: AccessDenied,
-    404: NotFound,
-    409: NotApplied,
-    413: PayloadTooLarge,
-    422: IdempotencyConflict,
-    429: Unavailable,
-    502: Unavailable,
-    503: Unavailable,
-    504: Unavailable,
+    401: AccessDeniedError,
+    403: AccessDeniedError,
+    404: NotFoundError,
+    409: NotAppliedError,
+    413: ContentTooLargeError,
+    422: KeyReusedError,
+    429: UnavailableError,
+    502: UnavailableError,
+    503: UnavailableError,
+    504: UnavailableError,
 }
 
 
@@ -161,12 +164,12 @@ def error_class(status: int, code: str | None, upstream: str | None) -> type[Api
     if code in _BY_UPSTREAM_CODE:
         return _BY_UPSTREAM_CODE[code]
     if upstream is not None and 400 <= status < 500:
-        return UpstreamRejected
+        return UpstreamRefusedError
     if code in _BY_CODE:
         return _BY_CODE[code]
     if status in _BY_STATUS:
         return _BY_STATUS[status]
-    return RequestRejected if status < 500 else ServerError
+    return BadRequestError if status < 500 else ServerError
 
 
 def problem_of(response: httpx.Response) -> dict[str, Any]:

@@ -11,25 +11,25 @@ import httpx
 import pytest
 
 from incident_link_actions_client import (
-    AccessDenied,
+    AccessDeniedError,
     AsyncClient,
     Client,
     ConnectionFailed,
-    IdempotencyConflict,
+    ContentTooLargeError,
     IncidentInput,
     ItemStatus,
-    NotApplied,
-    NotConfigured,
-    NotFound,
+    KeyReusedError,
+    NotAppliedError,
+    NotFoundError,
     OutcomeStatus,
-    PayloadTooLarge,
     RemoveLinkedIncidentsInput,
     RetryOptions,
+    SettingsError,
     StillPending,
-    Unavailable,
+    UnavailableError,
     UnlinkTicketInput,
-    UpstreamAuthRejected,
-    UpstreamRejected,
+    UpstreamCredentialsError,
+    UpstreamRefusedError,
 )
 from incident_link_api.outcome import Outcome
 from local.sandbox.contraforce_state import DEMO_WORKSPACE_ID
@@ -85,10 +85,10 @@ def test_a_bulk_call_with_one_failed_item_is_partial_not_an_error(app: Stack) ->
 # ---- errors: one class per way a caller must react ------------------------------------------
 
 
-def test_the_upstreams_own_4xx_is_upstream_rejected_with_its_code_and_request_id(
+def test_the_upstreams_own_4xx_is_upstream_refused_with_its_code_and_request_id(
     app: Stack,
 ) -> None:
-    with client_of(app) as ila, pytest.raises(UpstreamRejected) as caught:
+    with client_of(app) as ila, pytest.raises(UpstreamRefusedError) as caught:
         ila.unlink_ticket(unlink("99999"))
     assert caught.value.status == 404
     assert caught.value.upstream == "contraforce"
@@ -98,19 +98,19 @@ def test_the_upstreams_own_4xx_is_upstream_rejected_with_its_code_and_request_id
 
 
 def test_nothing_to_unlink_is_not_applied_with_the_outcome_inside(app: Stack) -> None:
-    with client_of(app) as ila, pytest.raises(NotApplied) as caught:
+    with client_of(app) as ila, pytest.raises(NotAppliedError) as caught:
         ila.unlink_ticket(unlink("1003"))  # 1003 has no ticket
     assert caught.value.status == 409
     assert caught.value.outcome is not None
 
 
-def test_a_refused_credential_is_upstream_auth_rejected(app: Stack) -> None:
+def test_a_refused_credential_is_an_upstream_credentials_error(app: Stack) -> None:
     state = app.contraforce.state
     state.accounts = {
         cid: dataclasses.replace(account, client_secret="rotated")
         for cid, account in state.accounts.items()
     }
-    with client_of(app) as ila, pytest.raises(UpstreamAuthRejected) as caught:
+    with client_of(app) as ila, pytest.raises(UpstreamCredentialsError) as caught:
         ila.unlink_ticket(unlink("1001"))
     assert caught.value.status == 502
     assert caught.value.code == "UPSTREAM_AUTH_REJECTED"
@@ -120,7 +120,7 @@ def test_an_upstream_down_after_the_apps_retries_is_unavailable_with_retry_after
     app: Stack,
 ) -> None:
     app.contraforce.faults = FaultPlan(script=[Fault(FaultKind.UNAVAILABLE)] * 10)
-    with client_of(app) as ila, pytest.raises(Unavailable) as caught:
+    with client_of(app) as ila, pytest.raises(UnavailableError) as caught:
         ila.unlink_ticket(unlink("1001"))
     assert caught.value.status == 503
     assert caught.value.code == "UPSTREAM_UNAVAILABLE"
@@ -129,35 +129,38 @@ def test_an_upstream_down_after_the_apps_retries_is_unavailable_with_retry_after
 
 
 def test_a_wrong_function_key_is_access_denied(app: Stack) -> None:
-    with Client(app.base_url, key="wrong", retry=FAST) as ila, pytest.raises(AccessDenied) as c:
+    with (
+        Client(app.base_url, key="wrong", retry=FAST) as ila,
+        pytest.raises(AccessDeniedError) as c,
+    ):
         ila.unlink_ticket(unlink("1001"))
     assert c.value.status == 401
 
 
 def test_an_unknown_operation_is_not_found_naming_the_field(app: Stack) -> None:
-    with client_of(app) as ila, pytest.raises(NotFound) as caught:
+    with client_of(app) as ila, pytest.raises(NotFoundError) as caught:
         ila.operation(str(uuid.uuid4()))
     assert "operationId" in caught.value.errors
 
 
-def test_too_many_items_is_payload_too_large(app: Stack) -> None:
-    with client_of(app) as ila, pytest.raises(PayloadTooLarge) as caught:
+def test_too_many_items_is_content_too_large(app: Stack) -> None:
+    with client_of(app) as ila, pytest.raises(ContentTooLargeError) as caught:
         ila.unlink_ticket([unlink(str(n)) for n in range(101)], dry_run=True)
     assert caught.value.status == 413
     assert "items" in caught.value.errors
 
 
-def test_the_same_idempotency_key_with_another_body_is_a_conflict(app: Stack) -> None:
+def test_the_same_idempotency_key_with_another_body_is_key_reused(app: Stack) -> None:
     key = f"test-{uuid.uuid4()}"
     with client_of(app) as ila:
         ila.unlink_ticket(unlink("1001"), idempotency_key=key)
-        with pytest.raises(IdempotencyConflict) as caught:
+        with pytest.raises(KeyReusedError) as caught:
             ila.unlink_ticket(unlink("1002"), idempotency_key=key)
     assert caught.value.status == 422
     assert len(app.contraforce.state.effects) == 1
 
 
-def test_a_missing_setting_is_not_configured_naming_it(app: Stack) -> None:
+def test_a_missing_setting_is_a_settings_error_naming_it(app: Stack) -> None:
     # D3_BASE_URL set (so no simulator stands in) but no D3 credential at all.
     settings = {
         k: v for k, v in app.settings.items() if k not in {"D3_API_KEY", "D3_API_KEY_HEADER"}
@@ -166,7 +169,7 @@ def test_a_missing_setting_is_not_configured_naming_it(app: Stack) -> None:
     try:
         request = RemoveLinkedIncidentsInput(sourceIncident="1", linkedIncidents=["2"])
         ila = Client(host.base_url, key=FUNCTION_KEY, retry=FAST)
-        with ila, pytest.raises(NotConfigured) as caught:
+        with ila, pytest.raises(SettingsError) as caught:
             ila.remove_linked_incidents(request)
     finally:
         host.stop()

@@ -6,12 +6,12 @@ import httpx
 import pytest
 
 from incident_link_actions_client import (
-    AccessDenied,
+    AccessDeniedError,
+    BadRequestError,
     Client,
-    RequestRejected,
     RetryOptions,
     ServerError,
-    Unavailable,
+    UnavailableError,
     UnexpectedAnswer,
 )
 from incident_link_actions_client.errors import error_class
@@ -33,12 +33,12 @@ def client_answering(*responses: httpx.Response) -> tuple[Client, list[httpx.Req
 @pytest.mark.parametrize(
     ("status", "code", "upstream", "expected"),
     [
-        (403, "FORBIDDEN", None, AccessDenied),
-        (403, "SOME_NEW_CODE", None, AccessDenied),
-        (418, "SOME_NEW_CODE", None, RequestRejected),
+        (403, "FORBIDDEN", None, AccessDeniedError),
+        (403, "SOME_NEW_CODE", None, AccessDeniedError),
+        (418, "SOME_NEW_CODE", None, BadRequestError),
         (500, "INTERNAL_ERROR", None, ServerError),
         (507, None, None, ServerError),
-        (503, "SOME_NEW_CODE", None, Unavailable),
+        (503, "SOME_NEW_CODE", None, UnavailableError),
     ],
 )
 def test_unknown_codes_map_by_status(
@@ -50,7 +50,7 @@ def test_unknown_codes_map_by_status(
 def test_a_gateways_html_503_is_retried_then_raised_as_unavailable() -> None:
     html = httpx.Response(503, text="<html>busy</html>", headers={"content-type": "text/html"})
     ila, seen = client_answering(html)
-    with pytest.raises(Unavailable):
+    with pytest.raises(UnavailableError):
         ila.health()
     assert len(seen) == 3
 
