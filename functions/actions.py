@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared import intake, rendering
 from shared.errors import NotFound
+from shared.routes import CANONICAL_REMOVE, CANONICAL_UNLINK
 from shared.web import serve_action, serve_refusal
 
 bp = func.Blueprint()
@@ -13,18 +13,14 @@ bp = func.Blueprint()
 
 @bp.route(route="actions/unlink-ticket", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 async def unlink_ticket(req: func.HttpRequest) -> func.HttpResponse:
-    return await serve_action(
-        req, parse=intake.canonical_unlink, render=rendering.canonical, route="canonical"
-    )
+    return await serve_action(req, CANONICAL_UNLINK)
 
 
 @bp.route(
     route="actions/remove-linked-incidents", methods=["POST"], auth_level=func.AuthLevel.FUNCTION
 )
 async def remove_linked_incidents(req: func.HttpRequest) -> func.HttpResponse:
-    return await serve_action(
-        req, parse=intake.canonical_remove, render=rendering.canonical, route="canonical"
-    )
+    return await serve_action(req, CANONICAL_REMOVE)
 
 
 @bp.route(route="actions/{action}", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)

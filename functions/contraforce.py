@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared import intake, rendering
+from shared.routes import CONTRAFORCE_MIRROR
 from shared.web import serve_action
 
 bp = func.Blueprint()
@@ -16,9 +16,4 @@ bp = func.Blueprint()
     auth_level=func.AuthLevel.FUNCTION,
 )
 async def contraforce_unlink_ticket(req: func.HttpRequest) -> func.HttpResponse:
-    return await serve_action(
-        req,
-        parse=intake.contraforce_mirror,
-        render=rendering.contraforce_mirror,
-        route="contraforce_mirror",
-    )
+    return await serve_action(req, CONTRAFORCE_MIRROR)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared import intake, rendering
+from shared.routes import D3_MIRROR
 from shared.web import serve_action
 
 bp = func.Blueprint()
@@ -16,10 +16,4 @@ bp = func.Blueprint()
     auth_level=func.AuthLevel.FUNCTION,
 )
 async def d3_remove_linked_incidents(req: func.HttpRequest) -> func.HttpResponse:
-    return await serve_action(
-        req,
-        parse=intake.d3_mirror,
-        render=rendering.d3_mirror,
-        route="d3_mirror",
-        problem_style="d3",
-    )
+    return await serve_action(req, D3_MIRROR)

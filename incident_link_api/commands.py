@@ -15,13 +15,19 @@ from incident_link_api.contraforce import IncidentReference, Source
 
 
 class _Command(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+    """`action` names what a command does, the name an Outcome and an operation record give it
+    too. Stored and fingerprinted as `kind`, its first name, so records written before stay
+    readable and their fingerprints stay equal."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", defer_build=True, validate_by_name=True, validate_by_alias=True
+    )
 
 
 class UnlinkTicket(_Command):
     """Unlink the service ticket of one ContraForce incident."""
 
-    kind: Literal["unlink_ticket"] = "unlink_ticket"
+    action: Literal["unlink_ticket"] = Field("unlink_ticket", alias="kind")
     workspace_id: UUID
     incident: IncidentReference
 
@@ -35,14 +41,14 @@ class UnlinkTicket(_Command):
 class RemoveLinkedIncidents(_Command):
     """Remove links from one D3 source incident to each of `linked_incidents`."""
 
-    kind: Literal["remove_linked_incidents"] = "remove_linked_incidents"
+    action: Literal["remove_linked_incidents"] = Field("remove_linked_incidents", alias="kind")
     site: D3Name
     username: D3Name
     source_incident: IncidentNumber
     linked_incidents: tuple[IncidentNumber, ...] = Field(min_length=1)
 
 
-Command = Annotated[UnlinkTicket | RemoveLinkedIncidents, Field(discriminator="kind")]
+Command = Annotated[UnlinkTicket | RemoveLinkedIncidents, Field(discriminator="action")]
 Action = Literal["unlink_ticket", "remove_linked_incidents"]
 
 

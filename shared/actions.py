@@ -43,10 +43,6 @@ D3_SUCCESS_STATUSES = frozenset({"successful", "partially successful"})
 NOTHING_TO_DO = "NOTHING_TO_DO"  # ItemError.code of an answer that says there was nothing to undo
 
 
-def action_of(command: Command) -> Action:
-    return command.kind
-
-
 def upstream_of(command: Command) -> Upstream:
     return "contraforce" if isinstance(command, UnlinkTicket) else "d3"
 
@@ -58,7 +54,7 @@ async def run(
     settings: Settings,
     operation_id: str,
     dry_run: bool = False,
-    caller: str = "direct",
+    route: str = "direct",
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Outcome:
     """Run every command (or, with `dry_run`, only describe its upstream request)."""
@@ -80,7 +76,7 @@ async def run(
     outcome = outcome_of(
         [(index, result.items) for index, result in enumerate(ran)],
         operation_id=operation_id,
-        action=action_of(commands[0]),
+        action=commands[0].action,
         upstream=upstream_of(commands[0]),
         attempts=sum(result.attempts for result in ran),
         started_at=started,
@@ -88,7 +84,7 @@ async def run(
         replies=tuple(result.reply for result in ran if result.reply is not None),
         dry_run=dry_run,
     )
-    log_outcome(outcome, caller=caller, upstream=upstream_of(commands[0]))
+    log_outcome(outcome, route=route, upstream=upstream_of(commands[0]))
     return outcome
 
 
@@ -127,11 +123,14 @@ def outcome_of(
     )
 
 
-def log_outcome(outcome: Outcome, *, caller: str, upstream: str) -> None:
+def log_outcome(outcome: Outcome, *, route: str, mode: str | None = None, upstream: str) -> None:
     """One structured line per action: what a SOC engineer greps for. Never a secret.
 
     The line's fields are also its attributes (`ila.*`, customDimensions in Application
-    Insights), and a finished action that was not a dry run counts in the actions metric."""
+    Insights), and a finished action that was not a dry run counts in the actions metric.
+    Its `caller` field (`ila.caller`, the metric's `caller`) is the route kind, and for a
+    recorded operation how its attempt ran: `canonical`, `webhook:queued`, `d3_mirror:sync`."""
+    caller = route if mode is None else f"{route}:{mode}"
     invocation = current_invocation()
     correlation_id = invocation.correlation_id if invocation else outcome.operation_id
     request_ids = sorted(

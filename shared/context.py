@@ -10,7 +10,7 @@ from dataclasses import dataclass
 class Invocation:
     operation_id: str
     correlation_id: str
-    caller: str | None = None  # an Entra principal behind App Service Authentication
+    principal: str | None = None  # the Entra principal behind App Service Authentication
 
 
 _current: ContextVar[Invocation | None] = ContextVar("invocation", default=None)

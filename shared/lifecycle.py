@@ -1,18 +1,31 @@
-"""The durable core's state machine: what an accepted operation and each of its commands can be,
-and the only transitions between them. Pure: no I/O, no clock of its own.
+"""The durable core's state machine: the phases an accepted operation goes through, the one
+table of moves between them, and what each command can be. Pure: no I/O, no clock of its own.
 
 ```
-operation   ACCEPTED ──lease(owner, until)──▶ LEASED(attempt n) ──record──▶ RECORDED(final status)
-               ▲                                 │ │                              │
-               │            lease expires ───────┘ │ (a taker may lease again)    │ retryable
-               └──── transient, attempts left ─────┘                              │ (poisoned)
-               └──── a repeat or a replay gives it a fresh budget ◀───────────────┘
+                 lease                      record (all answered)
+  QUEUED ──────────────────▶ RUNNING ───────────────────────────▶ DONE
+    ▲  ▲                      │  ▲ │ record (transient, attempts spent)
+    │  │        requeue       │  │ └──────────────────────────────▶ POISONED
+    │  └──────────────────────┘  │ lease                             │   │
+    │   (transient, attempts     │ (a new runner)                    │   │ lease (a sync
+    │    left: queued retry)     │                                   │   │ repeat runs it)
+    │                      LEASE_EXPIRED ◀── the lease runs out ──   │   ▼
+    │                      (its runner may be dead; renew, requeue   │ RUNNING
+    │                       and record still work for the owner)     │
+    └──────────────────────────── reopen (a repeat or a replay) ◀────┘
+  QUEUED ──skip──▶ SKIPPED   (a webhook event the policy does not act on: final at once)
 
-command     PENDING ──mark_sent──▶ SENT ──settle(answer)──▶ ANSWERED (final for the command)
-               ▲                     │
-               └─ settle(transient) ─┘  no usable answer: run again later
-            SENT found by a new lease = its sender died after the mark: the send is *ambiguous*
+command   PENDING ──mark_sent──▶ SENT ──answered(answer)──▶ ANSWERED (final for the command)
+             ▲                     │
+             └─ answered(transient)┘  no usable answer: run again later
+          SENT found by a new lease (`takeover`) = its sender died after the mark: that send
+          is *ambiguous*
 ```
+
+A phase is worked out from the stored header and the time (`phase(header, now)`), never kept:
+the stored `state` has three values (ACCEPTED, LEASED, RECORDED) and the phase adds whether a
+lease is still live and how a record ended. Every move checks `TRANSITIONS` before it changes
+anything; every place that needs to know "may this run now?" asks `phase`.
 
 The one rule for "nothing to do" (ContraForce `data:false`, a D3 incident that is not linked):
 it is a success only for a command with an *ambiguous* earlier send, one that may have left and
@@ -25,14 +38,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Literal
+from typing import Final
 
 from pydantic import BaseModel, ConfigDict
 
 from incident_link_api.commands import Action, Command
 from incident_link_api.outcome import ItemError, ItemResult, OutcomeStatus, VendorReply
-
-RouteKind = Literal["canonical", "contraforce_mirror", "d3_mirror", "webhook"]
+from shared.routes import RouteKind
 
 
 class OperationState(StrEnum):
@@ -47,8 +59,54 @@ class CommandMark(StrEnum):
     ANSWERED = "answered"  # the answer is recorded: final for this command
 
 
-class Held(Exception):
-    """Another runner holds a live lease on the operation."""
+class Phase(StrEnum):
+    QUEUED = "queued"  # accepted, waiting for a runner (a queued message, or the sync path)
+    RUNNING = "running"  # a runner holds a live lease
+    LEASE_EXPIRED = "lease_expired"  # leased, but the lease ran out: its runner may be dead
+    DONE = "done"  # recorded with its final status
+    POISONED = "poisoned"  # recorded after transient failures with no attempt left: retryable
+    SKIPPED = "skipped"  # a webhook event the policy does not act on: final at once
+
+    @property
+    def final(self) -> bool:
+        return self in _FINAL
+
+
+_FINAL = frozenset({Phase.DONE, Phase.POISONED, Phase.SKIPPED})
+
+
+class Move(StrEnum):
+    LEASE = "lease"  # a runner takes the operation for one attempt
+    RENEW = "renew"  # its runner extends the lease while work runs
+    REQUEUE = "requeue"  # a transient failure with attempts left: a queued retry follows
+    RECORD = "record"  # the attempt's result is final (or poisoned)
+    SKIP = "skip"  # a webhook event recorded as skipped, at once
+    REOPEN = "reopen"  # a poisoned operation gets a fresh attempt budget (a repeat, a replay)
+
+
+# Every allowed move: (from, move) → the phases it may end in. Anything else is refused.
+TRANSITIONS: Final[dict[tuple[Phase, Move], frozenset[Phase]]] = {
+    (Phase.QUEUED, Move.LEASE): frozenset({Phase.RUNNING}),
+    (Phase.LEASE_EXPIRED, Move.LEASE): frozenset({Phase.RUNNING}),
+    (Phase.POISONED, Move.LEASE): frozenset({Phase.RUNNING}),
+    (Phase.RUNNING, Move.RENEW): frozenset({Phase.RUNNING}),
+    (Phase.LEASE_EXPIRED, Move.RENEW): frozenset({Phase.RUNNING}),
+    (Phase.RUNNING, Move.REQUEUE): frozenset({Phase.QUEUED}),
+    (Phase.LEASE_EXPIRED, Move.REQUEUE): frozenset({Phase.QUEUED}),
+    (Phase.RUNNING, Move.RECORD): frozenset({Phase.DONE, Phase.POISONED}),
+    (Phase.LEASE_EXPIRED, Move.RECORD): frozenset({Phase.DONE, Phase.POISONED}),
+    (Phase.QUEUED, Move.SKIP): frozenset({Phase.SKIPPED}),
+    (Phase.POISONED, Move.REOPEN): frozenset({Phase.QUEUED}),
+}
+
+
+class LeaseHeld(Exception):
+    """Another runner holds a live lease on the operation (or, on renewal, the lease is no
+    longer ours)."""
+
+
+class IllegalMove(ValueError):
+    """A move the transition table does not allow from the operation's phase."""
 
 
 class OperationHeader(BaseModel):
@@ -68,7 +126,9 @@ class OperationHeader(BaseModel):
     lease_until: datetime | None = None
     retryable: bool = False  # RECORDED after a transient failure: a repeat may run it again
     reason: str | None = None
-    caller: str | None = None
+    sender: str | None = (
+        None  # who asked: an Entra principal, "contraforce-webhook"; stored as "caller"
+    )
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None = None
@@ -76,14 +136,42 @@ class OperationHeader(BaseModel):
 
     @property
     def final(self) -> bool:
+        """Recorded (done, poisoned or skipped): the phase, without needing the time."""
         return self.state is OperationState.RECORDED
 
-    def lease_live(self, now: datetime) -> bool:
-        return (
-            self.state is OperationState.LEASED
-            and self.lease_until is not None
-            and self.lease_until > now
-        )
+
+def phase(header: OperationHeader, now: datetime) -> Phase:
+    """The phase of a stored operation at `now`."""
+    match header.state:
+        case OperationState.ACCEPTED:
+            return Phase.QUEUED
+        case OperationState.LEASED:
+            live = header.lease_until is not None and header.lease_until > now
+            return Phase.RUNNING if live else Phase.LEASE_EXPIRED
+        case OperationState.RECORDED if header.status is OutcomeStatus.SKIPPED:
+            return Phase.SKIPPED
+        case OperationState.RECORDED:
+            return Phase.POISONED if header.retryable else Phase.DONE
+
+
+def allowed(move: Move, header: OperationHeader, now: datetime) -> bool:
+    """Does the table allow `move` from this operation's phase at `now`?"""
+    return (phase(header, now), move) in TRANSITIONS
+
+
+def _checked(
+    move: Move, before: OperationHeader, now: datetime, after: OperationHeader
+) -> OperationHeader:
+    current = phase(before, now)
+    targets = TRANSITIONS.get((current, move))
+    if targets is None:
+        if move is Move.RENEW or current is Phase.RUNNING:
+            raise LeaseHeld(before.operation_id)
+        raise IllegalMove(f"operation {before.operation_id}: no {move} from {current}")
+    reached = phase(after, now)
+    if reached not in targets:  # a bug in a move below, not the caller's
+        raise IllegalMove(f"operation {before.operation_id}: {move} reached {reached}")
+    return after
 
 
 class CommandRow(BaseModel):
@@ -109,12 +197,9 @@ class CommandRow(BaseModel):
 def lease(
     header: OperationHeader, *, owner: str, now: datetime, hold: timedelta
 ) -> OperationHeader:
-    """ACCEPTED (or LEASED with an expired lease, or RECORDED and retryable) → LEASED."""
-    if header.lease_live(now) and header.lease_owner != owner:
-        raise Held(header.operation_id)
-    if header.final and not header.retryable:
-        raise ValueError(f"operation {header.operation_id} is recorded {header.status.value}")
-    return header.model_copy(
+    """QUEUED, LEASE_EXPIRED or POISONED → RUNNING, one attempt more; RUNNING (someone
+    else's live lease) raises `LeaseHeld`."""
+    leased = header.model_copy(
         update={
             "state": OperationState.LEASED,
             "status": OutcomeStatus.PENDING,
@@ -125,20 +210,24 @@ def lease(
             "updated_at": now,
         }
     )
+    return _checked(Move.LEASE, header, now, leased)
 
 
 def renew(
     header: OperationHeader, *, owner: str, now: datetime, hold: timedelta
 ) -> OperationHeader:
-    """LEASED by `owner` → LEASED by `owner` for longer. Anyone else's record raises `Held`."""
-    if header.state is not OperationState.LEASED or header.lease_owner != owner:
-        raise Held(header.operation_id)
-    return header.model_copy(update={"lease_until": now + hold, "updated_at": now})
+    """RUNNING or LEASE_EXPIRED, leased by `owner` → RUNNING for longer. Anyone else's lease,
+    or any other phase, raises `LeaseHeld`."""
+    if header.lease_owner != owner:
+        raise LeaseHeld(header.operation_id)
+    renewed = header.model_copy(update={"lease_until": now + hold, "updated_at": now})
+    return _checked(Move.RENEW, header, now, renewed)
 
 
 def requeue(header: OperationHeader, *, now: datetime, reason: str) -> OperationHeader:
-    """LEASED → ACCEPTED: a transient failure with attempts left (a queued retry follows)."""
-    return header.model_copy(
+    """RUNNING or LEASE_EXPIRED → QUEUED: a transient failure with attempts left (a queued
+    retry follows)."""
+    queued = header.model_copy(
         update={
             "state": OperationState.ACCEPTED,
             "status": OutcomeStatus.PENDING,
@@ -148,6 +237,7 @@ def requeue(header: OperationHeader, *, now: datetime, reason: str) -> Operation
             "updated_at": now,
         }
     )
+    return _checked(Move.REQUEUE, header, now, queued)
 
 
 def record(
@@ -158,7 +248,31 @@ def record(
     retryable: bool = False,
     reason: str | None = None,
 ) -> OperationHeader:
-    """LEASED → RECORDED with its final status (retryable after a transient failure)."""
+    """RUNNING or LEASE_EXPIRED → DONE with its final status, or POISONED (`retryable`,
+    after transient failures with no attempt left)."""
+    return _checked(
+        Move.RECORD, header, now, _recorded(header, status, now, retryable=retryable, reason=reason)
+    )
+
+
+def skip(header: OperationHeader, *, now: datetime, reason: str) -> OperationHeader:
+    """QUEUED → SKIPPED: a webhook event the policy does not act on, final as it is accepted."""
+    return _checked(
+        Move.SKIP,
+        header,
+        now,
+        _recorded(header, OutcomeStatus.SKIPPED, now, retryable=False, reason=reason),
+    )
+
+
+def _recorded(
+    header: OperationHeader,
+    status: OutcomeStatus,
+    now: datetime,
+    *,
+    retryable: bool,
+    reason: str | None,
+) -> OperationHeader:
     return header.model_copy(
         update={
             "state": OperationState.RECORDED,
@@ -174,10 +288,8 @@ def record(
 
 
 def reopen(header: OperationHeader, *, now: datetime, reason: str) -> OperationHeader:
-    """RECORDED and retryable → ACCEPTED with a fresh attempt budget (a repeat or a replay)."""
-    if not (header.final and header.retryable):
-        raise ValueError(f"operation {header.operation_id} cannot be reopened")
-    return header.model_copy(
+    """POISONED → QUEUED with a fresh attempt budget (a repeat or a replay)."""
+    reopened = header.model_copy(
         update={
             "state": OperationState.ACCEPTED,
             "status": OutcomeStatus.PENDING,
@@ -188,6 +300,7 @@ def reopen(header: OperationHeader, *, now: datetime, reason: str) -> OperationH
             "finished_at": None,
         }
     )
+    return _checked(Move.REOPEN, header, now, reopened)
 
 
 # ---- command transitions ----------------------------------------------------------------------

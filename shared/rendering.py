@@ -13,7 +13,8 @@ problem+json that also carries D3's `Error` member so D3-style scripts read it u
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from incident_link_api.outcome import ItemError, ItemResult, Outcome, OutcomeStatus
@@ -77,3 +78,45 @@ def contraforce_mirror(outcome: Outcome) -> Rendered:
 
 def d3_mirror(outcome: Outcome) -> Rendered:
     return _mirror(outcome, "d3")
+
+
+# ---- answers about a recorded operation, and webhook deliveries -------------------------------
+
+POLL_AFTER_SECONDS = 5
+
+
+def accepted(outcome: Outcome, *, location: str) -> Rendered:
+    """202 + Location + Retry-After: the Logic Apps asynchronous polling pattern."""
+    headers = {"Location": location, "Retry-After": str(POLL_AFTER_SECONDS)}
+    return Rendered(
+        202,
+        outcome.model_dump(mode="json", by_alias=True),
+        headers=headers,
+        operation_id=outcome.operation_id,
+    )
+
+
+def recorded(outcome: Outcome, render: Callable[[Outcome], Rendered]) -> Rendered:
+    """A stored operation's final answer, in its route family's shape, naming the operation."""
+    return replace(render(outcome), operation_id=outcome.operation_id)
+
+
+def skipped(outcome: Outcome) -> Rendered:
+    """A poll of a webhook event the policy did not act on: 200 with its Outcome."""
+    return Rendered(
+        200, outcome.model_dump(mode="json", by_alias=True), operation_id=outcome.operation_id
+    )
+
+
+def delivery_acknowledged(event_id: str) -> Rendered:
+    """A verified test delivery: nothing recorded, nothing done."""
+    return Rendered(200, {"status": "acknowledged", "test": True, "eventId": event_id})
+
+
+def delivery_skipped(*, event_id: str, operation_id: str, reason: str | None) -> Rendered:
+    """A delivery the policy does not act on, recorded once per event."""
+    return Rendered(
+        200,
+        {"status": "skipped", "reason": reason, "eventId": event_id, "operationId": operation_id},
+        operation_id=operation_id,
+    )

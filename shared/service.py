@@ -8,40 +8,35 @@ and run or queue), receive a verified webhook delivery, find an operation. No HT
 - an asynchronous request is recorded and queued.
 Every path settles "nothing to do" by the same rule (`shared.actions.settle`).
 
-The storage path (durable, records, lifecycle, storage, webhooks) is imported by the functions
-that take it, on their first use: a direct call, the first call of most instances, never loads
-it (tests/unit/test_cold_import.py).
+Each use case takes the `Core` the edge hands in (settings, upstream clients, storage, clock).
+The storage path (durable, lifecycle, webhooks, the Azure SDK) is imported by the functions that
+take it, on their first use: a direct call, the first call of most instances, never loads it
+(tests/unit/test_cold_import.py). The queue worker is `shared.durable.worker`, called directly.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from incident_link_api.commands import Command
 from incident_link_api.outcome import Outcome
 from shared import actions
-from shared.clients.registry import Upstreams
-from shared.config import Settings
+from shared.core import Core
 from shared.errors import OperationNotFound
 
 if TYPE_CHECKING:  # the storage path loads with its first use (a direct call never needs it)
-    from shared import durable, webhooks
-    from shared.durable import Operation, Steps
-    from shared.lifecycle import RouteKind
-    from shared.records import RecordStore
+    from shared import webhooks
+    from shared.durable.attempt import Steps
+    from shared.durable.operations import Claim, Operation
+    from shared.durable.store import RecordStore
+    from shared.lifecycle import Phase
+    from shared.routes import RouteKind
     from shared.storage import Storage
 
 logger = logging.getLogger(__name__)
-
-Clock = Callable[[], datetime]
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -54,7 +49,7 @@ class ActionRequest:
     idempotency_key: str | None = None
     respond_async: bool = False
     dry_run: bool = False
-    caller: str | None = None
+    sender: str | None = None  # the Entra principal behind App Service Authentication, if any
 
 
 @dataclass(frozen=True)
@@ -88,184 +83,154 @@ class Skipped:
 
 
 Handled = Finished | Pending
+WEBHOOK_SENDER = "contraforce-webhook"  # how an operation record names a webhook's sender
 
 
-def settled(operation: Operation) -> Handled:
+def as_handled(operation: Operation) -> Handled:
     """A stored operation as the edge renders it: its final Outcome, or pending."""
     if operation.final:
         return Finished(operation.outcome(), recorded=True)
     return Pending(operation)
 
 
-async def perform(
-    request: ActionRequest,
-    settings: Settings,
-    *,
-    upstreams: Upstreams | None = None,
-    clock: Clock = _now,
-    steps: Steps | None = None,
-) -> Handled:
+async def perform(request: ActionRequest, core: Core, *, steps: Steps | None = None) -> Handled:
     """Run or record one action request; see the module docstring for which path it takes."""
-    upstreams = upstreams or Upstreams.from_settings(settings)
+    settings = core.settings
     if request.dry_run or (request.idempotency_key is None and not request.respond_async):
         outcome = await actions.run(
             request.commands,
-            upstreams=upstreams,
+            upstreams=core.upstreams,
             settings=settings,
             operation_id=request.operation_id,
             dry_run=request.dry_run,
-            caller=request.route,
+            route=request.route,
         )
         return Finished(outcome)
-    from shared import durable  # noqa: PLC0415 - the storage path, loaded on first use
-    from shared.lifecycle import Held  # noqa: PLC0415
-    from shared.records import caller_key_row, check_fits  # noqa: PLC0415
+    from shared import lifecycle  # noqa: PLC0415 - the storage path, loaded on first use
+    from shared.durable import attempt, operations  # noqa: PLC0415
+    from shared.durable.entities import check_fits  # noqa: PLC0415
+    from shared.durable.store import caller_key_row  # noqa: PLC0415
+    from shared.lifecycle import LeaseHeld, Move  # noqa: PLC0415
 
     check_fits(request.operation_id, request.commands, prefix="items")
-    found, store = await durable.store_for(settings)
+    storage = await core.open_storage()
+    store = operations.record_store(storage, settings)
     keys = [caller_key_row(request.idempotency_key)] if request.idempotency_key else []
-    claim = await durable.accept(
+    claim = await operations.accept(
         store,
         operation_id=request.operation_id,
         route=request.route,
         commands=request.commands,
         keys=keys,
-        caller=request.caller,
-        now=clock(),
+        sender=request.sender,
+        now=core.clock(),
     )
     if request.respond_async:
-        return settled(await _enqueue(found, store, claim, clock=clock))
+        return as_handled(await _enqueue(storage, store, claim, core))
     operation = claim.operation
-    if not durable.runnable(operation, clock()):
-        return settled(operation)
+    if not lifecycle.allowed(Move.LEASE, operation.header, core.clock()):
+        return as_handled(operation)
     try:
-        operation = await durable.run_attempt(
+        operation = await attempt.run_attempt(
             operation,
             store=store,
-            upstreams=upstreams,
+            upstreams=core.upstreams,
             settings=settings,
-            caller="sync",
-            clock=clock,
-            steps=steps or durable.no_steps,
+            mode="sync",
+            clock=core.clock,
+            steps=steps or attempt.no_steps,
         )
-    except Held:
-        operation = await durable.read(store, operation.operation_id) or operation
-    return settled(operation)
+    except LeaseHeld:
+        operation = await operations.read(store, operation.operation_id) or operation
+    return as_handled(operation)
 
 
-async def _enqueue(
-    found: Storage, store: RecordStore, claim: durable.Claim, *, clock: Clock
-) -> Operation:
+async def _enqueue(storage: Storage, store: RecordStore, claim: Claim, core: Core) -> Operation:
     """Queue a new operation; queue a repeat again only if its work may have been lost."""
-    from shared import durable, lifecycle  # noqa: PLC0415 - the storage path
-    from shared.durable import Operation  # noqa: PLC0415
-    from shared.records import Conflict  # noqa: PLC0415
+    from shared import lifecycle  # noqa: PLC0415 - the storage path
+    from shared.durable import operations, work  # noqa: PLC0415
+    from shared.durable.operations import Operation  # noqa: PLC0415
+    from shared.durable.store import Conflict  # noqa: PLC0415
+    from shared.lifecycle import Phase  # noqa: PLC0415
 
     operation = claim.operation
-    now = clock()
-    if claim.existing and not _lost(operation, now):
+    now = core.clock()
+    current = lifecycle.phase(operation.header, now)
+    if claim.existing and not _lost(current, operation):
         return operation
-    if operation.final:  # failed transiently (poisoned): a repeat gives it a fresh budget
+    if current is Phase.POISONED:  # failed transiently: a repeat gives it a fresh budget
         header = lifecycle.reopen(
             operation.header, now=now, reason="queued again by a repeat of the request"
         )
         try:
             operation = Operation(await store.save_header(header), operation.commands)
         except Conflict:
-            return await durable.read(store, operation.operation_id) or operation
-    await durable.send_work(found, durable.QueuedWork.queued_here(operation.operation_id), delay=0)
+            return await operations.read(store, operation.operation_id) or operation
+    await work.send_work(storage, work.QueuedWork.queued_here(operation.operation_id), delay=0)
     logger.info("operation=%s queued (repeat=%s)", operation.operation_id, claim.existing)
     return operation
 
 
-def _lost(operation: Operation, now: datetime) -> bool:
+def _lost(current: Phase, operation: Operation) -> bool:
     """Could this operation's queue message be gone? If it failed transiently (poisoned), if
     its runner died (lease expired), or if it never ran (the first send may have failed after
     the record was written). A duplicate message is harmless: runners lease."""
-    header = operation.header
-    if header.final:
-        return header.retryable
-    if header.lease_until is not None:
-        return header.lease_until < now
-    return header.attempts == 0
+    from shared.lifecycle import Phase  # noqa: PLC0415 - the storage path
+
+    match current:
+        case Phase.POISONED | Phase.LEASE_EXPIRED:
+            return True
+        case Phase.QUEUED:
+            return operation.header.attempts == 0
+        case Phase.RUNNING | Phase.DONE | Phase.SKIPPED:
+            return False
 
 
 async def receive_delivery(
-    delivery: webhooks.Delivery,
-    settings: Settings,
-    *,
-    operation_id: str,
-    clock: Clock = _now,
+    delivery: webhooks.Delivery, core: Core, *, operation_id: str
 ) -> Handled | Acknowledged | Skipped:
     """A verified ContraForce delivery: acknowledged (test), recorded as skipped, or queued.
     Deduplicated on its event id *and* on its signed content, so a replay under a new event
     id never acts twice."""
-    from shared import durable, webhooks  # noqa: PLC0415 - the storage path
-    from shared.records import webhook_key_rows  # noqa: PLC0415
+    from shared import webhooks  # noqa: PLC0415 - the storage path
+    from shared.durable import operations  # noqa: PLC0415
+    from shared.durable.store import webhook_key_rows  # noqa: PLC0415
 
-    decision = webhooks.decide(delivery, unlink_classifications=settings.unlink_classifications())
+    decision = webhooks.decide(
+        delivery, unlink_classifications=core.settings.unlink_classifications()
+    )
     if decision.is_test:
         logger.info(
             "webhook event=%s is a test delivery: verified, not acted on", delivery.event_id
         )
         return Acknowledged(delivery.event_id)
-    found, store = await durable.store_for(settings)
+    storage = await core.open_storage()
+    store = operations.record_store(storage, core.settings)
     keys = webhook_key_rows(delivery.event_id, delivery.signed_content)
-    if decision.skipped is not None:
-        claim = await durable.accept(
-            store,
-            operation_id=operation_id,
-            route="webhook",
-            commands=(),
-            keys=keys,
-            caller="contraforce-webhook",
-            now=clock(),
-            skipped=decision.skipped,
-        )
-        logger.info("webhook event=%s skipped: %s", delivery.event_id, decision.skipped)
-        return Skipped(claim.operation, delivery.event_id)
-    claim = await durable.accept(
+    claim = await operations.accept(
         store,
         operation_id=operation_id,
         route="webhook",
         commands=decision.commands,
         keys=keys,
-        caller="contraforce-webhook",
-        now=clock(),
+        sender=WEBHOOK_SENDER,
+        now=core.clock(),
+        skipped=decision.skipped,
     )
-    return settled(await _enqueue(found, store, claim, clock=clock))
+    if decision.skipped is not None:
+        logger.info("webhook event=%s skipped: %s", delivery.event_id, decision.skipped)
+        return Skipped(claim.operation, delivery.event_id)
+    return as_handled(await _enqueue(storage, store, claim, core))
 
 
-async def find_operation(settings: Settings, operation_id: str) -> Operation:
+async def find_operation(core: Core, operation_id: str) -> Operation:
     """The stored operation, or `OperationNotFound`."""
-    from shared import durable  # noqa: PLC0415 - the storage path
+    from shared.durable import operations  # noqa: PLC0415 - the storage path
 
-    _, store = await durable.store_for(settings)
-    operation = await durable.read(store, operation_id)
+    store = operations.record_store(await core.open_storage(), core.settings)
+    operation = await operations.read(store, operation_id)
     if operation is None:
         raise OperationNotFound(
             f"no operation {operation_id[:64]!r}", errors={"operationId": ["not found"]}
         )
     return operation
-
-
-async def process_message(
-    settings: Settings,
-    message: str,
-    *,
-    dequeue_count: int,
-    upstreams: Upstreams | None = None,
-    clock: Clock = _now,
-    steps: Steps | None = None,
-) -> Operation | None:
-    """The queue worker's use case."""
-    from shared import durable  # noqa: PLC0415 - the storage path
-
-    return await durable.process_message(
-        settings,
-        message,
-        upstreams=upstreams or Upstreams.from_settings(settings),
-        dequeue_count=dequeue_count,
-        clock=clock,
-        steps=steps or durable.no_steps,
-    )

@@ -20,18 +20,19 @@ from urllib.parse import urlencode, urlsplit
 
 import azure.functions as func
 
-from incident_link_api.outcome import Outcome, OutcomeStatus
+from incident_link_api.outcome import Outcome
 from shared import heap, principals, rendering, service, telemetry
 from shared.config import Settings, get_settings
 from shared.context import Invocation, set_invocation
+from shared.core import Core
 from shared.errors import AppError, InvalidPayload, OperationNotFound, PayloadTooLarge
-from shared.intake import Incoming, Parser, dry_run_requested, query_of
+from shared.intake import Incoming, dry_run_requested, query_of
 from shared.problems import from_error
 from shared.rendering import ProblemStyle, Rendered, render_problem
+from shared.routes import RouteFamily
 
 if TYPE_CHECKING:  # the storage path loads with its first use (see shared.service)
-    from shared.durable import Operation
-    from shared.lifecycle import RouteKind
+    pass
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,6 @@ _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 # Key prefixes that name the app's own key spaces: a caller may not use them.
 RESERVED_KEY_PREFIXES = ("contraforce-webhook:", "webhook:", "ila-internal:")
 _OPERATION_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
-POLL_AFTER_SECONDS = 5
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 
@@ -120,7 +120,7 @@ async def handle(
             if not public:  # Entra callers (Easy Auth): 403 unless in ALLOWED_PRINCIPALS
                 principal = principals.authorize(req.headers)
                 if principal is not None:
-                    invocation = replace(invocation, caller=principal.caller)
+                    invocation = replace(invocation, principal=principal.caller)
                     set_invocation(invocation)
             rendered = await route_body(invocation)
         except Exception as exc:  # noqa: BLE001 - the edge: every error becomes a problem answer
@@ -160,43 +160,39 @@ async def serve_document(
     return await handle(req, render_document, public=True)
 
 
-async def serve_action(
-    req: func.HttpRequest,
-    *,
-    parse: Parser,
-    render: Renderer,
-    route: RouteKind,
-    problem_style: ProblemStyle = "problem",
-) -> func.HttpResponse:
-    """One action request: parse it, hand it to `service.perform`, render what came back."""
+async def serve_action(req: func.HttpRequest, family: RouteFamily) -> func.HttpResponse:
+    """One action request of a route family: parse it, hand it to `service.perform`, render
+    what came back."""
 
     async def perform(invocation: Invocation) -> Rendered:
         settings = get_settings()
         incoming = incoming_from(req)
         request = service.ActionRequest(
             operation_id=invocation.operation_id,
-            route=route,
+            route=family.kind,
             dry_run=dry_run_requested(incoming),
-            commands=parse(incoming, settings),
+            commands=family.parse(incoming, settings),
             idempotency_key=idempotency_key(req),
             respond_async=prefers_async(req),
-            caller=invocation.caller,
+            sender=invocation.principal,
         )
-        handled = await service.perform(request, settings)
-        return _rendered(handled, render, req, settings)
+        handled = await service.perform(request, Core.from_settings(settings))
+        return _rendered(handled, family.render, req, settings)
 
-    return await handle(req, perform, problem_style=problem_style)
+    return await handle(req, perform, problem_style=family.problem_style)
 
 
 def _rendered(
     handled: service.Handled, render: Renderer, req: func.HttpRequest, settings: Settings
 ) -> Rendered:
-    if isinstance(handled, service.Pending):
-        return accepted(handled.operation, req, settings)
-    rendered = render(handled.outcome)
-    if handled.recorded:
-        return replace(rendered, operation_id=handled.outcome.operation_id)
-    return rendered
+    match handled:
+        case service.Pending(operation):
+            location = status_location(operation.operation_id, req, settings)
+            return rendering.accepted(operation.outcome(), location=location)
+        case service.Finished(outcome, recorded=True):
+            return rendering.recorded(outcome, render)
+        case service.Finished(outcome):
+            return render(outcome)
 
 
 def status_location(operation_id: str, req: func.HttpRequest, settings: Settings) -> str:
@@ -213,16 +209,6 @@ def status_location(operation_id: str, req: func.HttpRequest, settings: Settings
     if code:
         location += "?" + urlencode({"code": code})
     return location
-
-
-def accepted(operation: Operation, req: func.HttpRequest, settings: Settings) -> Rendered:
-    """202 + Location + Retry-After: the Logic Apps asynchronous polling pattern."""
-    body = operation.outcome().model_dump(mode="json", by_alias=True)
-    headers = {
-        "Location": status_location(operation.operation_id, req, settings),
-        "Retry-After": str(POLL_AFTER_SECONDS),
-    }
-    return Rendered(202, body, headers=headers, operation_id=operation.operation_id)
 
 
 def idempotency_key(req: func.HttpRequest) -> str | None:
@@ -259,11 +245,10 @@ async def serve_operation(req: func.HttpRequest) -> func.HttpResponse:
             raise OperationNotFound(
                 f"no operation {operation_id[:64]!r}", errors={"operationId": ["not found"]}
             )
-        operation = await service.find_operation(settings, operation_id)
-        if operation.header.status is OutcomeStatus.SKIPPED:
-            body = operation.outcome().model_dump(mode="json", by_alias=True)
-            return Rendered(200, body, operation_id=operation_id)
-        return _rendered(service.settled(operation), rendering.canonical, req, settings)
+        operation = await service.find_operation(Core.from_settings(settings), operation_id)
+        if operation.skipped:
+            return rendering.skipped(operation.outcome())
+        return _rendered(service.as_handled(operation), rendering.canonical, req, settings)
 
     return await handle(req, find)
 
@@ -289,24 +274,19 @@ async def serve_webhook(
             authorization=authorization.get_secret_value() if authorization else None,
         )
         handled = await service.receive_delivery(
-            delivery, settings, operation_id=invocation.operation_id
+            delivery, Core.from_settings(settings), operation_id=invocation.operation_id
         )
-        if isinstance(handled, service.Acknowledged):
-            return Rendered(
-                200, {"status": "acknowledged", "test": True, "eventId": handled.event_id}
-            )
-        if isinstance(handled, service.Skipped):
-            return Rendered(
-                200,
-                {
-                    "status": "skipped",
-                    "reason": handled.operation.header.reason,
-                    "eventId": handled.event_id,
-                    "operationId": handled.operation.operation_id,
-                },
-                operation_id=handled.operation.operation_id,
-            )
-        return _rendered(handled, rendering.canonical, req, settings)
+        match handled:
+            case service.Acknowledged(event_id):
+                return rendering.delivery_acknowledged(event_id)
+            case service.Skipped(operation, event_id):
+                return rendering.delivery_skipped(
+                    event_id=event_id,
+                    operation_id=operation.operation_id,
+                    reason=operation.header.reason,
+                )
+            case _:
+                return _rendered(handled, rendering.canonical, req, settings)
 
     return await handle(req, receive)
 

@@ -27,8 +27,10 @@ from local.host import QueueFunction
 from local.queues import QueueOptions, QueueRunner, queue_client
 from local.sandbox.contraforce_state import DEMO_WORKSPACE_ID
 from local.sandbox.faults import Fault, FaultKind, FaultPlan
-from shared import durable, lifecycle, service, storage
+from shared import lifecycle, storage
 from shared.config import get_settings
+from shared.core import Core
+from shared.durable import operations, worker
 from shared.webhooks import UNLINKING_EVENT, sign
 from tests.conftest import Exported, Sandboxes
 from tests.functions.conftest import Reply, call, registered
@@ -494,7 +496,8 @@ async def test_work_found_held_is_sent_again_still_linked_to_the_call_that_queue
     reply = await call("unlink_ticket", UNLINK, unlink_body(), headers={"Prefer": "respond-async"})
     [queued] = await queues.visible(queues.work)
     settings = get_settings()
-    found, store = await durable.store_for(settings)
+    found = await storage.storage(settings)
+    store = operations.record_store(found, settings)
     stored = await store.read(reply.body["operationId"])
     assert stored is not None
     hold = timedelta(seconds=30)
@@ -510,7 +513,7 @@ async def test_work_found_held_is_sent_again_still_linked_to_the_call_that_queue
     monkeypatch.setattr(found.queue, "send_message", recorded)
     [message] = [m async for m in queues.work.receive_messages(max_messages=1)]
     with trace.use_span(ELSEWHERE):
-        await service.process_message(settings, message.content, dequeue_count=1)
+        await worker.process_message(Core.from_settings(settings), message.content, dequeue_count=1)
     assert sent == [queued]  # the message as queued: its operation and the call's context
     assert "traceparent" in queued
     assert sandbox.contraforce.gate.counters.action_requests == 0
@@ -527,7 +530,7 @@ async def test_replayed_poison_keeps_the_context_of_the_run_that_gave_up(
     [poisoned] = await queues.visible(queues.poison)
     assert "traceparent" in poisoned
     with trace.use_span(ELSEWHERE):
-        await durable.replay_poison(get_settings())
+        await worker.replay_poison(Core.from_settings(get_settings()))
     assert await queues.visible(queues.work) == [poisoned]
 
 
@@ -577,7 +580,7 @@ def change_renewals(
     """Lease renewals (every header saved after the first, the lease, that is not the result)
     every 0.5 s, changed: `error` is raised instead of the write, or the write is applied and
     its answer comes `answer_late` seconds late. Returns the headers saved, in order."""
-    from shared.records import RecordStore  # noqa: PLC0415 - the storage path, loaded on use
+    from shared.durable.store import RecordStore  # noqa: PLC0415 - the storage path, loaded on use
 
     monkeypatch.setenv("RETRY_BUDGET_SECONDS", "2")  # a renewal every 0.5 s
     saved: list[Any] = []
@@ -634,16 +637,16 @@ async def test_keys_past_retention_are_taken_over_and_all_name_the_held_operatio
     repeat of the held operation, and the stale key is pointed at it (not at a new one)."""
     from incident_link_api.commands import UnlinkTicket  # noqa: PLC0415
     from incident_link_api.contraforce import IncidentReference  # noqa: PLC0415
-    from shared.records import webhook_key_rows  # noqa: PLC0415
+    from shared.durable.store import webhook_key_rows  # noqa: PLC0415
 
-    _, store = await durable.store_for(get_settings())
+    store = operations.record_store(await storage.storage(get_settings()), get_settings())
     command = UnlinkTicket(
         workspace_id=DEMO_WORKSPACE_ID,
         incident=IncidentReference.model_validate({"id": TICKETED, "workspaceId": WS}),
     )
     event, content = webhook_key_rows(str(uuid.uuid4()), uuid.uuid4().bytes)
     start = datetime.now(UTC)
-    first = await durable.accept(
+    first = await operations.accept(
         store,
         operation_id=str(uuid.uuid4()),
         route="webhook",
@@ -652,7 +655,7 @@ async def test_keys_past_retention_are_taken_over_and_all_name_the_held_operatio
         now=start,
     )
     later = start + timedelta(hours=25)  # the event key is past the 24 h retention
-    held = await durable.accept(
+    held = await operations.accept(
         store,
         operation_id=str(uuid.uuid4()),
         route="webhook",
@@ -660,7 +663,7 @@ async def test_keys_past_retention_are_taken_over_and_all_name_the_held_operatio
         keys=[content],
         now=later,
     )
-    again = await durable.accept(
+    again = await operations.accept(
         store,
         operation_id=str(uuid.uuid4()),
         route="webhook",
@@ -670,7 +673,7 @@ async def test_keys_past_retention_are_taken_over_and_all_name_the_held_operatio
     )
     assert not held.existing
     assert (again.existing, again.operation.operation_id) == (True, held.operation.operation_id)
-    repeat = await durable.accept(
+    repeat = await operations.accept(
         store,
         operation_id=str(uuid.uuid4()),
         route="webhook",

@@ -51,11 +51,13 @@ from local.queues import queue_client
 from local.sandbox.contraforce_state import DEMO_WORKSPACE_ID
 from local.sandbox.faults import Fault, FaultKind, FaultPlan
 from local.sandbox.settings import FAST_RETRIES
-from shared import durable, service, storage, webhooks
+from shared import service, storage, webhooks
 from shared.clients import registry
 from shared.config import Settings, get_settings, reset_settings
+from shared.core import Core
+from shared.durable import attempt, operations, work, worker
+from shared.durable.store import RecordStore
 from shared.errors import PayloadTooLarge, StoreUnavailable
-from shared.records import RecordStore
 from tests.conftest import Sandboxes
 
 T = TypeVar("T")
@@ -118,7 +120,7 @@ class DurableCore(RuleBasedStateMachine):
         self.work = queue_client(
             self.world.azurite.connection_string_for(PRIVATE_ACCOUNT), storage.QUEUE_NAME
         )
-        self.run(durable.store_for(self.settings))  # creates the queues and the table
+        self.run(storage.storage(self.settings))  # creates the queues and the table
         self.run(self.work.clear_messages())
 
     # -- plumbing --
@@ -128,6 +130,11 @@ class DurableCore(RuleBasedStateMachine):
 
     def clock(self) -> datetime:
         return datetime.now(UTC) + self.offset
+
+    @property
+    def core(self) -> Core:
+        """The process's clients and storage, on this model's clock."""
+        return Core.from_settings(self.settings, clock=self.clock)
 
     async def steps(self, step: str) -> None:
         if self.armed == step:
@@ -152,13 +159,13 @@ class DurableCore(RuleBasedStateMachine):
             self.run(storage.aclose())
             self.loop.close()
 
-    def operation(self, request: Request) -> durable.Operation | None:
+    def operation(self, request: Request) -> operations.Operation | None:
         if request.operation_id is None:
             return None
 
-        async def read() -> durable.Operation | None:
-            _, store = await durable.store_for(self.settings)
-            return await durable.read(store, request.operation_id or "")
+        async def read() -> operations.Operation | None:
+            store = operations.record_store(await storage.storage(self.settings), self.settings)
+            return await operations.read(store, request.operation_id or "")
 
         return self.run(read())
 
@@ -199,9 +206,7 @@ class DurableCore(RuleBasedStateMachine):
             respond_async=request.mode == "async",
         )
         result, met = self.consumed(
-            lambda: self.run(
-                service.perform(action, self.settings, clock=self.clock, steps=self.steps)
-            )
+            lambda: self.run(service.perform(action, self.core, steps=self.steps))
         )
         self.note(request, met)
         self.remember(request, result)
@@ -221,9 +226,7 @@ class DurableCore(RuleBasedStateMachine):
         )
         result, _ = self.consumed(
             lambda: self.run(
-                service.receive_delivery(
-                    delivery, self.settings, operation_id=str(uuid.uuid4()), clock=self.clock
-                )
+                service.receive_delivery(delivery, self.core, operation_id=str(uuid.uuid4()))
             )
         )
         self.remember(request, result)
@@ -248,16 +251,12 @@ class DurableCore(RuleBasedStateMachine):
         message = messages[0]
         result, met = self.consumed(
             lambda: self.run(
-                service.process_message(
-                    self.settings,
-                    message.content,
-                    dequeue_count=1,
-                    clock=self.clock,
-                    steps=self.steps,
+                worker.process_message(
+                    self.core, message.content, dequeue_count=1, steps=self.steps
                 )
             )
         )
-        operation_id = durable.QueuedWork.from_message(message.content).operation_id
+        operation_id = work.QueuedWork.from_message(message.content).operation_id
         for request in self.requests:
             if request.operation_id == operation_id:
                 self.note(request, met)
@@ -277,7 +276,7 @@ class DurableCore(RuleBasedStateMachine):
         self.armed, self.store_failures = None, 0
         self.sim.faults = FaultPlan()
         for _ in range(12):
-            self.offset += durable.lease_hold(self.settings) + timedelta(seconds=1)
+            self.offset += attempt.lease_hold(self.settings) + timedelta(seconds=1)
             while self.process_one():
                 pass
             unfinished = [r for r in self.requests if not self.final(r)]
@@ -288,9 +287,9 @@ class DurableCore(RuleBasedStateMachine):
                     self.perform(request)  # the caller got no answer and repeats
                 else:
                     self.run(
-                        durable.send_work(
-                            self.run(durable.store_for(self.settings))[0],
-                            durable.QueuedWork(request.operation_id or ""),
+                        work.send_work(
+                            self.run(storage.storage(self.settings)),
+                            work.QueuedWork(request.operation_id or ""),
                             delay=0,
                         )
                     )  # the delayed "look again" message becomes visible
@@ -373,8 +372,7 @@ class DurableCore(RuleBasedStateMachine):
                             idempotency_key=request.key,
                             respond_async=request.mode == "async",
                         ),
-                        self.settings,
-                        clock=self.clock,
+                        self.core,
                     )
                     for _ in range(2)
                 ),
@@ -407,7 +405,7 @@ class DurableCore(RuleBasedStateMachine):
 
     @rule()
     def leases_expire(self) -> None:
-        self.offset += durable.lease_hold(self.settings) + timedelta(seconds=1)
+        self.offset += attempt.lease_hold(self.settings) + timedelta(seconds=1)
 
     @rule()
     def oversized_bulk_is_refused_before_it_acts(self) -> None:
@@ -425,7 +423,7 @@ class DurableCore(RuleBasedStateMachine):
             idempotency_key=f"big-{uuid.uuid4()}",
         )
         with pytest.raises(PayloadTooLarge, match="1048576 bytes an entity"):
-            self.run(service.perform(action, self.settings, clock=self.clock))
+            self.run(service.perform(action, self.core))
         assert self.world.sandboxes.d3.gate.counters.action_requests == d3_requests
 
     # -- invariants --

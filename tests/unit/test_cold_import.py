@@ -15,9 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 LOADED_ON_FIRST_USE = {
     "telemetry (OpenTelemetry, the Azure Monitor distro)": ("opentelemetry", "azure.monitor"),
-    "the storage path (durable, records, lifecycle, Azure Storage, stamina)": (
+    "the storage path (durable, lifecycle, Azure Storage, stamina)": (
         "shared.durable",
-        "shared.records",
         "shared.lifecycle",
         "azure.data",
         "azure.storage",
