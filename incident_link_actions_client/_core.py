@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -24,7 +25,6 @@ from incident_link_actions_client.errors import (
 )
 from incident_link_api.commands import RemoveLinkedIncidentsInput, UnlinkTicketInput
 from incident_link_api.outcome import Outcome
-from shared.clients.http import parse_retry_after
 
 Action = Literal["unlink_ticket", "remove_linked_incidents"]
 ACTION_ROUTES: dict[Action, str] = {
@@ -143,6 +143,26 @@ def _problem_code(response: httpx.Response) -> str | None:
         return None
     code = body.get("code") if isinstance(body, dict) else None
     return code if isinstance(code, str) else None
+
+
+def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
+    """`Retry-After` as seconds from `now`: delta-seconds or an HTTP-date; None if unusable.
+
+    The app reads its upstreams' `Retry-After` the same way (`shared.clients.http`); the client
+    keeps its own copy because it must install and import without the app's `shared`.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isascii() and text.isdigit():  # str.isdigit() is also true for "²" and "٣"
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
 
 
 def retry_after_of(response: httpx.Response) -> float | None:
