@@ -1,14 +1,18 @@
 """A local stand-in for the Azure Functions host: serves a v2-model ``FunctionApp`` over ASGI.
 
+One concern, the host's side of an invocation: index the app's functions, route a request to
+one, convert the request and the answer as the worker does; templates live in
+:mod:`local.routing`, the queue poller in :mod:`local.queues`.
+
 The host knows nothing about any particular app. It reads the metadata every function carries
 (``Function.get_function_json()``, the same document the Python worker hands the real host),
-and for every ``httpTrigger`` it serves ``/{routePrefix}/{route}`` the way the Functions host
-does:
+and for every ``httpTrigger`` it serves ``/{routePrefix}/{route}`` on a starlette
+:class:`~starlette.routing.Router` the way the Functions host does:
 
 * ``routePrefix`` comes from ``host.json`` (``extensions.http.routePrefix``, default ``api``);
-* route templates are ASP.NET Core templates (see :mod:`local.routing`), matched
-  case-insensitively, literal segments before constrained parameters before parameters before
-  catch-alls, whatever order the functions were registered in;
+* route templates are literal segments and ``{name}`` parameters (see :mod:`local.routing`),
+  matched case-insensitively, literal segments before parameters, whatever order the functions
+  were registered in;
 * the request reaches the handler as an ``azure.functions.HttpRequest`` built as the worker
   builds it: lower-cased headers and query names with repeated values joined by ``,``, query
   parameters with empty values dropped from ``params`` (the host does so for the Python
@@ -26,34 +30,41 @@ does:
 
 The host's own answers (401, 404, 405, 408, 413, 500) have empty bodies, as Azure's do.
 
+Handlers get their trigger argument and nothing else: a function that asks for another binding
+(a named HTTP output, a queue output) or a parameter no binding fills (``context``) is refused
+at start-up with :class:`UnsupportedBindingError`.
+
 Deliberate differences from Azure: a path that matches a route whose methods exclude the
-request's method answers 405 with ``Allow`` (Azure answers 404); ``functionTimeout`` is not
-enforced. Queue-triggered functions are collected in :attr:`LocalHost.queue_functions` for a
-poller to run; nothing polls them yet. Functions with other triggers are skipped with a warning.
+request's method answers 405 with ``Allow`` (the methods of the most specific matching
+template; Azure answers 404); ``functionTimeout`` is not enforced. Queue-triggered functions are
+collected in :attr:`LocalHost.queue_functions`; :class:`local.queues.QueueRunner` polls their
+queues and runs them (``make run`` starts it from ``on_startup``). Functions with other triggers
+are skipped with a warning.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import inspect
 import json
 import logging
-import secrets
-import threading
 import time
-import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any
 from urllib.parse import parse_qsl, quote
 
 import azure.functions as func
-from azure.functions._abc import RetryContext, TraceContext
 from azure.functions.http import HttpRequest as WorkerHttpRequest
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Match, NoMatchFound, Router, request_response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocketClose
 
 from local.routing import RouteTemplate, split_path
 
@@ -79,7 +90,6 @@ _HTTP_TRIGGER = "httptrigger"
 _HTTP_OUTPUT = "http"
 _QUEUE_TRIGGER = "queuetrigger"
 _RETURN = "$return"
-_CONTEXT_PARAMETER = "context"
 # Set by the host from the response itself; a handler's own values would contradict it.
 _HOP_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"connection"})
 _CLIENT_CLOSED = 499
@@ -90,8 +100,6 @@ BODY_TIMEOUT_SECONDS = 10.0
 # Characters a logged path keeps as they are; everything else is percent-encoded.
 _LOGGABLE_PATH = "/%:@!$&'()*+,;=-._~"
 _BODILESS = frozenset({HTTPStatus.NO_CONTENT, HTTPStatus.NOT_MODIFIED})
-
-T = TypeVar("T")
 
 
 class UnsupportedBindingError(ValueError):
@@ -154,7 +162,6 @@ class QueueFunction:
     connection: str | None
     arg_name: str
     handler: Callable[..., Any]
-    bindings: tuple[Mapping[str, Any], ...] = field(default=())
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,8 +170,6 @@ class _HttpFunction:
     template: RouteTemplate
     handler: Callable[..., Any]
     request_name: str
-    response_name: str
-    wants_context: bool
 
 
 def _binding_kind(binding: Mapping[str, Any]) -> str:
@@ -190,12 +195,16 @@ def _methods(raw: object) -> tuple[str, ...] | None:
     return tuple(dict.fromkeys(str(method).upper() for method in raw))
 
 
-def _declares_context(handler: Callable[..., Any], binding_names: Iterable[str]) -> bool:
+def _refuse_other_bindings(name: str, handler: Callable[..., Any], trigger: str) -> None:
+    """Handlers get their trigger argument only; anything more is refused, not left unset."""
     try:
-        parameters = inspect.signature(handler).parameters
+        parameters = set(inspect.signature(handler).parameters)
     except (TypeError, ValueError):
-        return False
-    return _CONTEXT_PARAMETER in parameters and _CONTEXT_PARAMETER not in set(binding_names)
+        return
+    if unfilled := sorted(parameters - {trigger}):
+        raise UnsupportedBindingError(
+            f"function {name!r}: the local host passes only {trigger!r}, not {unfilled}"
+        )
 
 
 def _full_template(prefix: str, route: str) -> str:
@@ -210,12 +219,9 @@ def _http_function(
     others: Sequence[Mapping[str, Any]],
     prefix: str,
 ) -> _HttpFunction:
-    response_name = _RETURN
     for binding in others:
-        direction = str(binding.get("direction", "")).upper()
-        if _binding_kind(binding) == _HTTP_OUTPUT and direction == "OUT":
-            response_name = str(binding["name"])
-        else:
+        is_return = _binding_kind(binding) == _HTTP_OUTPUT and binding.get("name") == _RETURN
+        if not is_return:
             raise UnsupportedBindingError(
                 f"function {name!r}: the local host cannot provide a {binding.get('type')!r}"
                 f" binding ({binding.get('name')!r})"
@@ -230,97 +236,42 @@ def _http_function(
         methods=_methods(trigger.get("methods")),
         auth_level=_auth_level(trigger.get("authLevel")),
     )
-    names = [str(trigger["name"]), *(str(b["name"]) for b in others)]
-    return _HttpFunction(
-        route=served,
-        template=template,
+    return _HttpFunction(served, template, handler, str(trigger["name"]))
+
+
+def _queue_function(
+    name: str,
+    handler: Callable[..., Any],
+    trigger: Mapping[str, Any],
+    others: Sequence[Mapping[str, Any]],
+) -> QueueFunction:
+    if others:
+        raise UnsupportedBindingError(
+            f"function {name!r}: the local host runs queue triggers without other bindings"
+        )
+    queue_name = _get_ignoring_case(trigger, "queueName")
+    if not queue_name:
+        raise ValueError(f"function {name!r}: queueTrigger has no queueName")
+    connection = _get_ignoring_case(trigger, "connection")
+    return QueueFunction(
+        function_name=name,
+        queue_name=str(queue_name),
+        connection=None if connection is None else str(connection),
+        arg_name=str(trigger["name"]),
         handler=handler,
-        request_name=str(trigger["name"]),
-        response_name=response_name,
-        wants_context=_declares_context(handler, names),
     )
 
 
-# --------------------------------------------------------------------------- worker objects
+def _index(app: func.FunctionRegister) -> list[func.Function]:
+    """``app.get_functions()``, callable more than once per app.
 
-
-class _Out(func.Out[T], Generic[T]):
-    """What the worker passes for an output binding that is not ``$return``."""
-
-    def __init__(self) -> None:
-        self._value: T | None = None
-
-    def set(self, val: T) -> None:
-        self._value = val
-
-    def get(self) -> T:
-        return self._value  # type: ignore[return-value]  # unset reads as None, as in the worker
-
-
-class _TraceContext(TraceContext):
-    def __init__(self, trace_parent: str, trace_state: str) -> None:
-        self._parent, self._state = trace_parent, trace_state
-
-    @property
-    def trace_parent(self) -> str:
-        return self._parent
-
-    @property
-    def trace_state(self) -> str:
-        return self._state
-
-    @property
-    def attributes(self) -> dict[str, str]:
-        return {}
-
-
-class _RetryContext(RetryContext):
-    @property
-    def retry_count(self) -> int:
-        return 0
-
-    @property
-    def max_retry_count(self) -> int:
-        return 0
-
-    @property
-    def exception(self) -> Any:
-        return None
-
-
-class _Context(func.Context):
-    """The ``context`` argument, for handlers that declare one."""
-
-    def __init__(self, function_name: str, invocation_id: str, trace: _TraceContext) -> None:
-        self._function_name = function_name
-        self._invocation_id = invocation_id
-        self._trace = trace
-        self._local = threading.local()
-        self._local.invocation_id = invocation_id
-
-    @property
-    def invocation_id(self) -> str:
-        return self._invocation_id
-
-    @property
-    def thread_local_storage(self) -> Any:
-        return self._local
-
-    @property
-    def function_name(self) -> str:
-        return self._function_name
-
-    @property
-    def function_directory(self) -> str:
-        return str(Path.cwd())
-
-    @property
-    def trace_context(self) -> _TraceContext:
-        return self._trace
-
-    @property
-    def retry_context(self) -> _RetryContext:
-        return _RetryContext()
+    The library remembers every name it indexed in ``functions_bindings`` to reject duplicates,
+    so a second call on the same app fails on the first name. The worker indexes once per
+    process; here the app may already have been indexed (a route printer, an earlier host), so
+    the memo is cleared first. Duplicates within the app are still rejected.
+    """
+    app.functions_bindings = None
+    return app.get_functions()
 
 
 # --------------------------------------------------------------------------- request / response
@@ -337,26 +288,19 @@ def _joined(pairs: Iterable[tuple[str, str]], *, fold: Callable[[str], str]) -> 
     return {names[key]: ",".join(found) for key, found in values.items()}
 
 
-def _request_headers(scope: Scope) -> dict[str, str]:
-    raw: list[tuple[bytes, bytes]] = scope.get("headers", [])
-    return _joined(
-        ((name.decode("latin-1"), value.decode("latin-1")) for name, value in raw), fold=str.lower
-    )
+def _raw_path(scope: Scope) -> bytes:
+    raw: bytes = scope.get("raw_path") or quote(str(scope["path"])).encode()
+    return raw
 
 
-def _query_pairs(scope: Scope) -> list[tuple[str, str]]:
-    query: bytes = scope.get("query_string", b"")
-    return parse_qsl(query.decode("latin-1"), keep_blank_values=True)
-
-
-def _request_url(scope: Scope, raw_path: bytes, headers: Mapping[str, str]) -> str:
+def _request_url(scope: Scope, headers: Mapping[str, str]) -> str:
     """``{scheme}://{host}{path}{?query}`` with the path as sent (still percent-encoded)."""
     host = headers.get("host")
     if not host:
         server = scope.get("server") or ("localhost", None)
         host = server[0] if server[1] is None else f"{server[0]}:{server[1]}"
     query: bytes = scope.get("query_string", b"")
-    path = raw_path.split(b"?", 1)[0].decode("latin-1")
+    path = _raw_path(scope).split(b"?", 1)[0].decode("latin-1")
     return f"{scope.get('scheme', 'http')}://{host}{path}" + (
         f"?{query.decode('latin-1')}" if query else ""
     )
@@ -369,6 +313,42 @@ def _presented_key(headers: Mapping[str, str], query: Sequence[tuple[str, str]])
     return next((value for name, value in query if name.casefold() == CODE_QUERY_PARAMETER), None)
 
 
+class _BodyRefused(Exception):
+    """The request body was not read: too large (413) or too slow (408)."""
+
+    def __init__(self, status: HTTPStatus) -> None:
+        super().__init__(status.phrase)
+        self.status = status
+
+
+async def _read_body(request: Request, *, max_bytes: int, within: float) -> bytes:
+    """The whole request body; `ClientDisconnect` when the client goes away first.
+
+    Raises `_BodyRefused` for a body over ``max_bytes`` (declared or sent) or one that has not
+    fully arrived within ``within`` seconds.
+    """
+    declared = request.headers.get("content-length", "").split(",", 1)[0].strip()
+    if declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
+        raise _BodyRefused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(within), contextlib.aclosing(request.stream()) as stream:
+            async for chunk in stream:
+                size += len(chunk)
+                if size > max_bytes:
+                    raise _BodyRefused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+                chunks.append(chunk)
+    except TimeoutError as exc:
+        raise _BodyRefused(HTTPStatus.REQUEST_TIMEOUT) from exc
+    return b"".join(chunks)
+
+
+def _bare(status: int, headers: Mapping[str, str] | None = None) -> Response:
+    """One of the host's own answers: a status and an empty body, as Azure's are."""
+    return Response(b"", status_code=status, headers=headers)
+
+
 def _content_type(response: func.HttpResponse) -> str:
     mimetype = str(response.mimetype)
     if mimetype.startswith("text/"):
@@ -376,10 +356,10 @@ def _content_type(response: func.HttpResponse) -> str:
     return mimetype
 
 
-def _encode_response(result: object) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    """Status, headers (repeated names kept) and body, as the worker's http converter sends."""
+def _response(result: object, *, head: bool) -> Response:
+    """The handler's answer as the worker's http converter sends it (repeated headers kept)."""
     if isinstance(result, str):
-        return 200, [(b"content-type", b"text/plain; charset=utf-8")], result.encode()
+        result = func.HttpResponse(result, mimetype="text/plain", charset="utf-8")
     if not isinstance(result, func.HttpResponse):
         raise TypeError(
             f"an HTTP function must return azure.functions.HttpResponse or str,"
@@ -395,69 +375,76 @@ def _encode_response(result: object) -> tuple[int, list[tuple[bytes, bytes]], by
     headers = [(name, value) for name, value in headers if name not in _HOP_HEADERS]
     if not any(name == b"content-type" for name, _ in headers):
         headers.append((b"content-type", _content_type(result).encode("latin-1")))
-    return status, headers, bytes(result.get_body())
+    response = Response(bytes(result.get_body()), status_code=status)  # sets Content-Length
+    response.raw_headers = [*headers, *response.raw_headers]
+    if head or status < 200 or status in _BODILESS:
+        response.body = b""
+    return response
 
 
-class _BodyRefused(Exception):
-    """The request body was not read: too large (413) or too slow (408)."""
-
-    def __init__(self, status: HTTPStatus) -> None:
-        super().__init__(status.phrase)
-        self.status = status
-
-
-async def _read_body(
-    receive: Receive, headers: Mapping[str, str], *, max_bytes: int, within: float
-) -> bytes | None:
-    """The whole request body, or ``None`` when the client went away first.
-
-    Raises `_BodyRefused` for a body over ``max_bytes`` (declared or sent) or one that has not
-    fully arrived within ``within`` seconds.
-    """
-    declared = headers.get("content-length", "").split(",", 1)[0].strip()
-    if declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
-        raise _BodyRefused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async with asyncio.timeout(within):
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return None
-                chunk: bytes = message.get("body", b"")
-                size += len(chunk)
-                if size > max_bytes:
-                    raise _BodyRefused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
-                chunks.append(chunk)
-                if not message.get("more_body", False):
-                    return b"".join(chunks)
-    except TimeoutError as exc:
-        raise _BodyRefused(HTTPStatus.REQUEST_TIMEOUT) from exc
+async def _invoke(target: _HttpFunction, request: func.HttpRequest) -> object:
+    handler = target.handler
+    if inspect.iscoroutinefunction(handler):
+        return await handler(**{target.request_name: request})
+    return await asyncio.to_thread(handler, **{target.request_name: request})
 
 
 def _loggable_path(scope: Scope) -> str:
     """The path as sent, percent-encoded: a decoded ``%0A`` would start a forged log line."""
-    raw: bytes = scope.get("raw_path") or str(scope["path"]).encode()
-    return quote(raw.split(b"?", 1)[0], safe=_LOGGABLE_PATH)
+    return quote(_raw_path(scope).split(b"?", 1)[0], safe=_LOGGABLE_PATH)
 
 
-async def _send(
-    send: Send,
-    status: int,
-    headers: Sequence[tuple[bytes, bytes]] = (),
-    body: bytes = b"",
-    *,
-    head: bool = False,
-) -> None:
-    bodiless = status < 200 or status in _BODILESS
-    length = [] if bodiless else [(b"content-length", str(len(body)).encode())]
-    start: Message = {"type": "http.response.start", "status": status}
-    await send({**start, "headers": [*headers, *length]})
-    await send({"type": "http.response.body", "body": b"" if head or bodiless else body})
+async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] == "websocket":
+        await WebSocketClose()(scope, receive, send)
+    else:
+        await _bare(HTTPStatus.NOT_FOUND)(scope, receive, send)
 
 
 # --------------------------------------------------------------------------- the host
+
+Serve = Callable[[Request, _HttpFunction], Awaitable[Response]]
+
+
+class _TemplateRoute(BaseRoute):
+    """The functions served on one route template, tried in registration order.
+
+    A path that fits the template is a full match when one of them takes the method, and a
+    partial one otherwise: the router then answers from the first partial match (a 405) only
+    when no other template takes the request.
+    """
+
+    def __init__(
+        self, template: RouteTemplate, functions: Sequence[_HttpFunction], serve: Serve
+    ) -> None:
+        self.template = template
+        self.functions = tuple(functions)
+        self._serve = serve
+        self._app = request_response(self._endpoint)
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] != "http":
+            return Match.NONE, {}
+        values = self.template.match(split_path(_raw_path(scope)))
+        if values is None:
+            return Match.NONE, {}
+        method = str(scope["method"])
+        taken = any(function.route.allows(method) for function in self.functions)
+        return (Match.FULL if taken else Match.PARTIAL), {"path_params": values}
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> Any:
+        raise NoMatchFound(name, path_params)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._app(scope, receive, send)
+
+    async def _endpoint(self, request: Request) -> Response:
+        method = request.method
+        target = next((f for f in self.functions if f.route.allows(method)), None)
+        if target is None:
+            allowed = dict.fromkeys(m for f in self.functions for m in f.route.methods or ())
+            return _bare(HTTPStatus.METHOD_NOT_ALLOWED, {"allow": ", ".join(allowed)})
+        return await self._serve(request, target)
 
 
 class LocalHost:
@@ -512,12 +499,16 @@ class LocalHost:
                     name,
                     trigger.get("type"),
                 )
+                continue
+            _refuse_other_bindings(name, handler, str(trigger["name"]))
 
         self.http_routes: tuple[HttpRoute, ...] = tuple(f.route for f in http_functions)
         self.queue_functions: tuple[QueueFunction, ...] = tuple(queue_functions)
-        # ASP.NET tries more specific templates first; ties go to the template text.
-        self._http = sorted(
-            http_functions, key=lambda f: (f.template.precedence, f.template.text.casefold())
+        self._router = Router(
+            routes=_template_routes(http_functions, self._serve),
+            redirect_slashes=False,
+            default=_not_found,
+            lifespan=self._lifespan,
         )
 
     @property
@@ -526,83 +517,68 @@ class LocalHost:
         return self
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await _lifespan(receive, send, self._on_startup, self._on_shutdown)
-            return
         if scope["type"] != "http":
-            await receive()
-            await send({"type": "websocket.close", "code": 1000})
+            await self._router(scope, receive, send)
             return
         started = time.perf_counter()
-        status = HTTPStatus.INTERNAL_SERVER_ERROR.value
+        status: int | None = None
+
+        async def observed(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
         try:
-            status = await self._serve(scope, receive, send)
+            await self._router(scope, receive, observed)
+        except ClientDisconnect:
+            status = _CLIENT_CLOSED
         finally:
             logger.info(
                 "%s %s %d %.1fms",
                 scope["method"],
                 _loggable_path(scope),
-                status,
+                HTTPStatus.INTERNAL_SERVER_ERROR if status is None else status,
                 (time.perf_counter() - started) * 1000,
             )
 
-    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> int:
-        method = str(scope["method"]).upper()
-        head = method == "HEAD"
-        raw_path: bytes = scope.get("raw_path") or quote(str(scope["path"])).encode()
-        segments = split_path(raw_path)
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, _app: object) -> AsyncIterator[None]:
+        for hook in self._on_startup:
+            await hook()
+        yield
+        for hook in self._on_shutdown:
+            await hook()
 
-        target: _HttpFunction | None = None
-        route_values: dict[str, str] = {}
-        allowed: dict[str, None] = {}
-        for candidate in self._http:
-            values = candidate.template.match(segments)
-            if values is None:
-                continue
-            if candidate.route.allows(method):
-                target, route_values = candidate, values
-                break
-            allowed.update(dict.fromkeys(candidate.route.methods or ()))
-        if target is None:
-            if allowed:
-                allow = ", ".join(allowed).encode()
-                await _send(send, HTTPStatus.METHOD_NOT_ALLOWED, [(b"allow", allow)], head=head)
-                return HTTPStatus.METHOD_NOT_ALLOWED
-            await _send(send, HTTPStatus.NOT_FOUND, head=head)
-            return HTTPStatus.NOT_FOUND
-
-        headers = _request_headers(scope)
-        query = _query_pairs(scope)
+    async def _serve(self, request: Request, target: _HttpFunction) -> Response:
+        raw_headers = request.headers.raw
+        headers = _joined(
+            ((k.decode("latin-1"), v.decode("latin-1")) for k, v in raw_headers), fold=str.lower
+        )
+        query_string: bytes = request.scope.get("query_string", b"")
+        query = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
         if not self._authorized(target.route.auth_level, _presented_key(headers, query)):
-            await _send(send, HTTPStatus.UNAUTHORIZED, head=head)
-            return HTTPStatus.UNAUTHORIZED
-
+            return _bare(HTTPStatus.UNAUTHORIZED)
         try:
             body = await _read_body(
-                receive, headers, max_bytes=self._max_body_bytes, within=self._body_timeout
+                request, max_bytes=self._max_body_bytes, within=self._body_timeout
             )
         except _BodyRefused as refused:
-            await _send(send, refused.status, [(b"connection", b"close")], head=head)
-            return refused.status
-        if body is None:
-            return _CLIENT_CLOSED
-        request = WorkerHttpRequest(
-            method=method,
-            url=_request_url(scope, raw_path, headers),
+            return _bare(refused.status, {"connection": "close"})
+        worker_request = WorkerHttpRequest(
+            method=request.method,
+            url=_request_url(request.scope, headers),
             headers=headers,
             params={k: v for k, v in _joined(query, fold=str).items() if v},
-            route_params=route_values,
+            route_params=request.path_params,
             body_type="bytes",
             body=body,
         )
         try:
-            status, response_headers, response_body = await _invoke(target, request, headers)
+            return _response(await _invoke(target, worker_request), head=request.method == "HEAD")
         except Exception:
             logger.exception("Function %s failed", target.route.function_name)
-            await _send(send, HTTPStatus.INTERNAL_SERVER_ERROR, head=head)
-            return HTTPStatus.INTERNAL_SERVER_ERROR
-        await _send(send, status, response_headers, response_body, head=head)
-        return status
+            return _bare(HTTPStatus.INTERNAL_SERVER_ERROR)
 
     def _authorized(self, level: func.AuthLevel, presented: str | None) -> bool:
         if level is func.AuthLevel.ANONYMOUS:
@@ -618,74 +594,11 @@ class LocalHost:
         return any(results)
 
 
-def _index(app: func.FunctionRegister) -> list[func.Function]:
-    """``app.get_functions()``, callable more than once per app.
-
-    The library remembers every name it indexed in ``functions_bindings`` to reject duplicates,
-    so a second call on the same app fails on the first name. The worker indexes once per
-    process; here the app may already have been indexed (a route printer, an earlier host), so
-    the memo is cleared first. Duplicates within the app are still rejected.
-    """
-    app.functions_bindings = None
-    return app.get_functions()
-
-
-def _queue_function(
-    name: str,
-    handler: Callable[..., Any],
-    trigger: Mapping[str, Any],
-    others: Sequence[Mapping[str, Any]],
-) -> QueueFunction:
-    queue_name = _get_ignoring_case(trigger, "queueName")
-    if not queue_name:
-        raise ValueError(f"function {name!r}: queueTrigger has no queueName")
-    connection = _get_ignoring_case(trigger, "connection")
-    return QueueFunction(
-        function_name=name,
-        queue_name=str(queue_name),
-        connection=None if connection is None else str(connection),
-        arg_name=str(trigger["name"]),
-        handler=handler,
-        bindings=tuple(others),
-    )
-
-
-async def _invoke(
-    target: _HttpFunction, request: func.HttpRequest, headers: Mapping[str, str]
-) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    kwargs: dict[str, Any] = {target.request_name: request}
-    out: _Out[Any] | None = None
-    if target.response_name != _RETURN:
-        out = _Out()
-        kwargs[target.response_name] = out
-    if target.wants_context:
-        trace_parent = headers.get("traceparent") or (
-            f"00-{uuid.uuid4().hex}-{secrets.token_hex(8)}-00"
-        )
-        trace = _TraceContext(trace_parent, headers.get("tracestate", ""))
-        kwargs[_CONTEXT_PARAMETER] = _Context(target.route.function_name, str(uuid.uuid4()), trace)
-    handler = target.handler
-    if inspect.iscoroutinefunction(handler):
-        result = await handler(**kwargs)
-    else:
-        result = await asyncio.to_thread(handler, **kwargs)
-    return _encode_response(out.get() if out is not None else result)
-
-
-async def _lifespan(
-    receive: Receive,
-    send: Send,
-    on_startup: Sequence[Callable[[], Awaitable[None]]],
-    on_shutdown: Sequence[Callable[[], Awaitable[None]]],
-) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            for hook in on_startup:
-                await hook()
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            for hook in on_shutdown:
-                await hook()
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+def _template_routes(functions: Iterable[_HttpFunction], serve: Serve) -> list[BaseRoute]:
+    """One route per template (the same text in any case is one template), most specific first:
+    ASP.NET tries literal segments before parameters; ties go to the template text."""
+    by_template: dict[str, list[_HttpFunction]] = {}
+    for function in functions:
+        by_template.setdefault(function.template.text.casefold(), []).append(function)
+    groups = sorted(by_template.items(), key=lambda item: (item[1][0].template.precedence, item[0]))
+    return [_TemplateRoute(group[0].template, group, serve) for _, group in groups]

@@ -16,6 +16,7 @@ import pytest
 import uvicorn
 
 from local.host import HttpRoute, LocalHost, UnsupportedBindingError, load_host_json
+from local.routing import RouteTemplateError
 
 FUNCTION_KEY = "function-key-for-tests"
 MASTER_KEY = "master-key-for-tests"
@@ -149,7 +150,7 @@ async def test_route_params_query_raw_body_and_headers_reach_the_handler() -> No
     seen: list[func.HttpRequest] = []
     bp = func.Blueprint()
 
-    @bp.route(route="items/{item_id}/notes/{note:int}", methods=["POST"])
+    @bp.route(route="items/{item_id}/notes/{note}", methods=["POST"])
     async def note(req: func.HttpRequest) -> func.HttpResponse:
         seen.append(req)
         return named("ok")
@@ -189,27 +190,38 @@ async def test_json_body_is_readable_with_get_json() -> None:
     assert response.json() == {"ticket": 7}
 
 
-async def test_context_is_passed_to_handlers_that_declare_it() -> None:
+def test_a_handler_asking_for_context_is_refused_at_start() -> None:
     bp = func.Blueprint()
 
     @bp.route(route="ctx", auth_level=func.AuthLevel.ANONYMOUS)
     async def ctx(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-        return named(f"{context.function_name} {bool(context.invocation_id)}")
+        return named(context.function_name)
 
-    async with serve(make_app(bp)) as client:
-        assert (await client.get("/api/ctx")).text == "ctx True"
+    with pytest.raises(UnsupportedBindingError, match="context"):
+        LocalHost(make_app(bp), host_json={}, function_key=FUNCTION_KEY)
 
 
-async def test_named_http_output_binding_is_an_out_parameter() -> None:
+def test_a_named_http_output_binding_is_refused_at_start() -> None:
     bp = func.Blueprint()
 
     @bp.route(route="out", binding_arg_name="res", auth_level=func.AuthLevel.ANONYMOUS)
     def out(req: func.HttpRequest, res: func.Out[func.HttpResponse]) -> None:
         res.set(func.HttpResponse("via out", status_code=202))
 
-    async with serve(make_app(bp)) as client:
-        response = await client.get("/api/out")
-    assert (response.status_code, response.text) == (202, "via out")
+    with pytest.raises(UnsupportedBindingError, match="res"):
+        LocalHost(make_app(bp), host_json={}, function_key=FUNCTION_KEY)
+
+
+def test_a_queue_function_with_an_output_binding_is_refused_at_start() -> None:
+    bp = func.Blueprint()
+
+    @bp.queue_trigger(arg_name="msg", queue_name="in", connection="Storage")
+    @bp.queue_output(arg_name="out", queue_name="next", connection="Storage")
+    def forward(msg: func.QueueMessage, out: func.Out[str]) -> None:
+        out.set(msg.get_body().decode())
+
+    with pytest.raises(UnsupportedBindingError, match="forward"):
+        LocalHost(make_app(bp), host_json={}, function_key=FUNCTION_KEY)
 
 
 # --------------------------------------------------------------------------- route prefix
@@ -264,35 +276,16 @@ async def test_route_matching_ignores_case_but_values_keep_theirs() -> None:
     assert response.json() == {"name": "MiXeD"}
 
 
-async def test_int_constraint_rejects_non_numbers_and_beats_an_unconstrained_parameter() -> None:
-    numbered, named_bp = func.Blueprint(), func.Blueprint()
-
-    @named_bp.route(route="things/{slug}", auth_level=func.AuthLevel.ANONYMOUS)
-    async def by_slug(req: func.HttpRequest) -> func.HttpResponse:
-        return named("slug")
-
-    @numbered.route(route="things/{id:int}", auth_level=func.AuthLevel.ANONYMOUS)
-    async def by_id(req: func.HttpRequest) -> func.HttpResponse:
-        return named(f"id {req.route_params['id']}")
-
-    async with serve(make_app(named_bp, numbered)) as client:
-        assert (await client.get("/api/things/17")).text == "id 17"
-        assert (await client.get("/api/things/seventeen")).text == "slug"
-
-    async with serve(make_app(echo_blueprint("only/{id:int}"))) as client:
-        assert (await client.get("/api/only/x1")).status_code == 404
+async def test_an_encoded_slash_stays_inside_its_parameter() -> None:
+    async with serve(make_app(echo_blueprint("items/{name}"))) as client:
+        response = await client.get("/api/items/a%2Fb%20c")
+    assert response.json() == {"name": "a/b c"}
 
 
-async def test_catch_all_takes_the_rest_of_the_path_including_none() -> None:
-    async with serve(make_app(echo_blueprint("files/{*path}"))) as client:
-        assert (await client.get("/api/files/a/b/c.txt")).json() == {"path": "a/b/c.txt"}
-        assert (await client.get("/api/files")).json() == {}
-
-
-async def test_optional_parameter_may_be_left_out() -> None:
-    async with serve(make_app(echo_blueprint("reports/{year:int?}"))) as client:
-        assert (await client.get("/api/reports/2024")).json() == {"year": "2024"}
-        assert (await client.get("/api/reports")).json() == {}
+@pytest.mark.parametrize("route", ["things/{id:int}", "files/{*path}", "reports/{year?}"])
+def test_a_route_outside_the_served_grammar_is_refused_at_start(route: str) -> None:
+    with pytest.raises(RouteTemplateError, match="neither a literal nor"):
+        LocalHost(make_app(echo_blueprint(route)), host_json={}, function_key=FUNCTION_KEY)
 
 
 async def test_unknown_route_is_404_with_empty_body() -> None:
@@ -322,6 +315,8 @@ async def test_same_route_with_different_methods_reaches_each_function() -> None
     async with serve(make_app(bp)) as client:
         assert (await client.get("/api/things")).text == "list"
         assert (await client.post("/api/things")).text == "add"
+        refused = await client.delete("/api/things")
+    assert (refused.status_code, refused.headers["allow"]) == (405, "GET, POST")
 
 
 # --------------------------------------------------------------------------- keys
@@ -504,8 +499,11 @@ async def test_each_request_logs_one_line_without_query_string_or_key(
     assert message.endswith("ms")
 
 
-async def test_lifespan_shutdown_runs_the_shutdown_hooks_then_completes() -> None:
+async def test_lifespan_runs_the_startup_then_the_shutdown_hooks_and_completes() -> None:
     closed: list[str] = []
+
+    async def start_queues() -> None:
+        closed.append("started")
 
     async def close_clients() -> None:
         closed.append("clients")
@@ -514,6 +512,7 @@ async def test_lifespan_shutdown_runs_the_shutdown_hooks_then_completes() -> Non
         make_app(echo_blueprint("ping")),
         host_json={},
         function_key=FUNCTION_KEY,
+        on_startup=[start_queues],
         on_shutdown=[close_clients],
     )
     incoming: list[dict[str, Any]] = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
@@ -527,7 +526,36 @@ async def test_lifespan_shutdown_runs_the_shutdown_hooks_then_completes() -> Non
 
     await host.asgi({"type": "lifespan"}, receive, send)
     assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
-    assert closed == ["clients"]
+    assert closed == ["started", "clients"]
+
+
+async def test_a_client_gone_before_its_body_arrives_gets_no_answer_and_logs_499(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    calls: list[str] = []
+    host = LocalHost(keyed_app(func.AuthLevel.ANONYMOUS, calls), host_json={}, function_key="k")
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/api/guarded",
+        "raw_path": b"/api/guarded",
+        "query_string": b"",
+        "headers": [],
+    }
+    sent: list[str] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message["type"])
+
+    with caplog.at_level(logging.INFO, logger="local.host"):
+        await host.asgi(scope, receive, send)
+    assert (sent, calls) == ([], [])
+    [record] = [r for r in caplog.records if r.name == "local.host"]
+    assert isinstance(record.args, tuple)
+    assert record.args[:3] == ("POST", "/api/guarded", 499)
 
 
 def test_uvicorn_detects_the_host_as_an_asgi3_app() -> None:

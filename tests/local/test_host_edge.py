@@ -27,10 +27,6 @@ def echo_app() -> func.FunctionApp:
             json.dumps({"length": len(req.get_body())}), mimetype="application/json"
         )
 
-    @app.route(route="{*rest}", methods=["GET"])
-    async def anything(req: func.HttpRequest) -> func.HttpResponse:
-        return func.HttpResponse("ok")
-
     return app
 
 
@@ -139,7 +135,7 @@ def test_an_encoded_newline_in_the_path_cannot_forge_a_log_line(
 ) -> None:
     forged = b"/api/x%0A2026-11-23 INFO local.host: GET /api/admin 200 0.1ms"
     request = b"GET " + forged.replace(b" ", b"%20") + b" HTTP/1.1\r\nHost: x\r\n\r\n"
-    assert status_of(exchange(server, request)) == 200
+    assert status_of(exchange(server, request)) == 404
     line = host_log.first()
     assert "\n" not in line
     assert line.startswith("GET /api/x%0A2026-11-23%20INFO%20local.host:%20GET%20/api/admin")
@@ -150,4 +146,4 @@ def test_control_bytes_in_the_path_are_logged_percent_encoded(
 ) -> None:
     path = b"/api/caf%C3%A9%0D%1B%5B31m%E2%80%AE"
     exchange(server, b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert host_log.first().startswith(f"GET {path.decode()} 200 ")
+    assert host_log.first().startswith(f"GET {path.decode()} 404 ")

@@ -1,4 +1,5 @@
-"""ASP.NET Core route templates: parsing, matching, constraints and precedence."""
+"""Route templates: literal segments and ``{name}`` parameters, matched as the Functions host
+matches them, ordered literal before parameter, and nothing else accepted."""
 
 from __future__ import annotations
 
@@ -16,129 +17,58 @@ def match(template: str, path: str) -> dict[str, str] | None:
     [
         pytest.param("api/items", "/api/items", {}, id="literal"),
         pytest.param("api/items", "/API/Items/", {}, id="literal-any-case-trailing-slash"),
+        pytest.param("api/items", "/api/items//", None, id="only-one-trailing-slash"),
         pytest.param("api/items", "/api/items/x", None, id="literal-too-long"),
         pytest.param("api/items", "/api", None, id="literal-too-short"),
         pytest.param("api/items", "/api//items", None, id="empty-segment"),
+        pytest.param("api/it%65ms", "/api/items", None, id="template-literal-not-decoded"),
+        pytest.param("api/items", "/api/it%65ms", {}, id="path-literal-decoded"),
+        pytest.param("openapi.json", "/openapiXjson", None, id="dot-is-literal"),
         pytest.param("api/{id}", "/api/AbC", {"id": "AbC"}, id="parameter-keeps-case"),
         pytest.param("api/{id}", "/api/a%2Fb%20c", {"id": "a/b c"}, id="parameter-decoded"),
-        pytest.param("api/{id?}", "/api", {}, id="optional-absent"),
-        pytest.param("api/{id?}", "/api/7", {"id": "7"}, id="optional-present"),
-        pytest.param("api/{id=none}", "/api", {"id": "none"}, id="default-used"),
-        pytest.param("api/{id=none}", "/api/x", {"id": "x"}, id="default-overridden"),
-        pytest.param("api/{*rest}", "/api/a/b/c", {"rest": "a/b/c"}, id="catch-all"),
-        pytest.param("api/{**rest}", "/api/a/b", {"rest": "a/b"}, id="double-star-catch-all"),
-        pytest.param("api/{*rest}", "/api", {}, id="catch-all-empty"),
-        pytest.param("api/{*rest=x}", "/api", {"rest": "x"}, id="catch-all-default"),
+        pytest.param("api/{id}", "/api/100%25", {"id": "100%"}, id="parameter-percent"),
+        pytest.param("api/{id}", "/api/caf%C3%A9", {"id": "café"}, id="parameter-utf8"),
+        pytest.param("api/{id}", "/api", None, id="parameter-required"),
+        pytest.param("api/{id}", "/api/a/b", None, id="parameter-one-segment"),
+        pytest.param(
+            "a/{x}/b/{y}", "/A/1/B/two", {"x": "1", "y": "two"}, id="parameters-and-literals"
+        ),
         pytest.param("", "/", {}, id="empty-template"),
         pytest.param("", "/x", None, id="empty-template-other-path"),
-        pytest.param("{{literal}}", "/{literal}", {}, id="escaped-braces"),
-        pytest.param("v{major:int}/x", "/v2/x", {"major": "2"}, id="complex-prefix"),
-        pytest.param("v{major:int}/x", "/vx/x", None, id="complex-constraint-fails"),
-        pytest.param("{name}.{ext}", "/a.b.c", {"name": "a.b", "ext": "c"}, id="complex-last-dot"),
-        pytest.param("{name}.{ext?}", "/file.txt", {"name": "file", "ext": "txt"}, id="opt-ext"),
-        pytest.param("{name}.{ext?}", "/file", {"name": "file"}, id="optional-ext-absent"),
-        pytest.param("{a}-{b}-{c}", "/1-2-3-4", {"a": "1-2", "b": "3", "c": "4"}, id="rtl"),
-        pytest.param("x{a}y", "/XqqY", {"a": "qq"}, id="complex-literals-any-case"),
-        pytest.param("x{a}y", "/xy", None, id="complex-parameter-not-empty"),
     ],
 )
-def test_template_matches_paths_as_aspnet_does(
+def test_template_matches_paths_as_the_functions_host_does(
     template: str, path: str, expected: dict[str, str] | None
 ) -> None:
     assert match(template, path) == expected
 
 
-@pytest.mark.parametrize(
-    ("constraint", "accepted", "rejected"),
-    [
-        ("int", ["0", "-5", "+7", "2147483647"], ["2147483648", "1.5", "x", "٣"]),
-        ("long", ["9223372036854775807"], ["9223372036854775808", "x"]),
-        ("bool", ["true", "False"], ["yes", "1"]),
-        (
-            "guid",
-            [
-                "0f8fad5b-d9cb-469f-a165-70867728950e",
-                "0F8FAD5BD9CB469FA16570867728950E",
-                "{0f8fad5b-d9cb-469f-a165-70867728950e}",
-                "(0f8fad5b-d9cb-469f-a165-70867728950e)",
-            ],
-            ["0f8fad5b-d9cb-469f-a165", "z" * 32],
-        ),
-        ("alpha", ["abcXYZ"], ["abc1", "é"]),
-        ("decimal", ["1.5", "-2", ".5"], ["1e3", "x"]),
-        ("double", ["1.5e3", "-2"], ["x", "1e"]),
-        ("datetime", ["2024-01-02", "2024-01-02T03:04:05"], ["yesterday"]),
-        ("minlength(3)", ["abc", "abcd"], ["ab"]),
-        ("maxlength(3)", ["abc"], ["abcd"]),
-        ("length(2)", ["ab"], ["a", "abc"]),
-        ("length(2,3)", ["ab", "abc"], ["a", "abcd"]),
-        ("min(10)", ["10", "99"], ["9", "x"]),
-        ("max(10)", ["10", "-1"], ["11"]),
-        ("range(1,3)", ["1", "3"], ["0", "4"]),
-        ("regex(^[a-z]{{2}}\\d$)", ["ab1", "AB1"], ["abc1", "a1"]),
-        ("int:range(1,3)", ["2"], ["4", "x"]),
-    ],
-)
-def test_inline_constraints_accept_and_reject_values(
-    constraint: str, accepted: list[str], rejected: list[str]
-) -> None:
-    template = RouteTemplate(f"x/{{value:{constraint}}}")
-    for value in accepted:
-        assert template.match(["x", value]) == {"value": value}, value
-    for value in rejected:
-        assert template.match(["x", value]) is None, value
-
-
-def test_precedence_puts_literals_then_constraints_then_parameters_then_catch_alls() -> None:
-    templates = [
-        "api/{*rest}",
-        "api/{id}",
-        "api/{id:int}/x",
-        "api/{*rest:minlength(1)}",
-        "api/{id:int}",
-        "api/v{n}",
-        "api/items",
-    ]
+def test_precedence_puts_literal_segments_before_parameters() -> None:
+    templates = ["api/{kind}/{id}", "api/{kind}/x", "api/items/{id}", "api/items/x", "api"]
     ordered = sorted(templates, key=lambda text: RouteTemplate(text).precedence)
-    assert ordered == [
-        "api/items",
-        "api/{id:int}",
-        "api/v{n}",
-        "api/{id:int}/x",
-        "api/{id}",
-        "api/{*rest:minlength(1)}",
-        "api/{*rest}",
-    ]
+    assert ordered == ["api", "api/items/x", "api/items/{id}", "api/{kind}/x", "api/{kind}/{id}"]
 
 
 @pytest.mark.parametrize(
     "template",
     [
-        "api//x",
-        "api/{id",
-        "api/id}",
-        "api/{}",
-        "api/{id:nosuch}",
-        "api/{id:length(x)}",
-        "api/{id:regex([)}",
-        "api/{id:int(3)}",
-        "api/{id}/{ID}",
-        "api/{*rest}/x",
-        "api/{id?}/x",
-        "api/{*rest?}",
-        "api/{a}{b}",
-        "api/{a?}.{b}",
-        "api/x?",
+        pytest.param("api//x", id="empty-segment"),
+        pytest.param("api/{id", id="unclosed"),
+        pytest.param("api/id}", id="unopened"),
+        pytest.param("api/{}", id="no-name"),
+        pytest.param("api/{id:int}", id="constraint"),
+        pytest.param("api/{id?}", id="optional"),
+        pytest.param("api/{id=x}", id="default"),
+        pytest.param("api/{*rest}", id="catch-all"),
+        pytest.param("api/v{n}", id="literal-and-parameter-in-one-segment"),
+        pytest.param("api/{a}{b}", id="two-parameters-in-one-segment"),
+        pytest.param("api/{id}/{ID}", id="repeated-name"),
+        pytest.param("api/x?", id="question-mark"),
     ],
 )
-def test_invalid_templates_are_refused(template: str) -> None:
+def test_templates_outside_the_served_grammar_are_refused(template: str) -> None:
     with pytest.raises(RouteTemplateError):
         RouteTemplate(template)
-
-
-def test_default_values_are_checked_against_constraints() -> None:
-    assert RouteTemplate("x/{n:int=abc}").match(["x"]) is None
-    assert RouteTemplate("x/{n:int=5}").match(["x"]) == {"n": "5"}
 
 
 @pytest.mark.parametrize(
