@@ -13,7 +13,8 @@ from openapi_spec_validator import validate
 
 from incident_link_api.base import PRINTABLE_PATTERN
 from shared.errors import NotConfigured
-from shared.openapi import ROUTES, openapi, swagger
+from shared.openapi import ROUTES, openapi
+from shared.swagger import swagger
 from tests.conftest import Sandboxes
 from tests.functions.conftest import call, registered
 
