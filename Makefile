@@ -31,6 +31,7 @@ lint: $(STAMP) $(CHECKOV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/python tools/generate_sync_client.py --check
 	$(BIN)/python tools/checkov_bicep.py infra
 
 test: lint $(NODE)

@@ -1,10 +1,15 @@
-"""`AsyncClient`: the asynchronous client, on `httpx.AsyncClient`."""
+"""`AsyncClient`: the asynchronous client, on `httpx.AsyncClient`.
+
+`Client` (`_sync.py`) is generated from this file by `tools/generate_sync_client.py` (with
+`unasync`), and `make lint` checks it is current: edit this file, then run
+`.venv/bin/python tools/generate_sync_client.py`.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from time import monotonic  # by name: unasync turns `import asyncio` into `import time`
 from types import TracebackType
 from typing import Any, Self
 
@@ -26,7 +31,7 @@ from incident_link_api.outcome import Outcome
 
 
 class AsyncClient:
-    """Calls the Incident Link Actions app from async code; the same methods as `Client`.
+    """Calls the Incident Link Actions app. Methods take and return the app's own models.
 
     `base_url` is the app's `…/api`; `key` its function key (sent as `x-functions-key`). Every
     action call carries an `Idempotency-Key` (yours, or a fresh one) that the client's own
@@ -43,8 +48,8 @@ class AsyncClient:
         retry: RetryOptions | None = None,
         max_wait_seconds: float = 600.0,
         transport: httpx.AsyncBaseTransport | None = None,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        clock: Callable[[], float] = time.monotonic,
+        sleep: _core.AsyncSleep = asyncio.sleep,
+        clock: Callable[[], float] = monotonic,
     ) -> None:
         headers = {_core.FUNCTION_KEY_HEADER: key} if key else {}
         self._http = httpx.AsyncClient(

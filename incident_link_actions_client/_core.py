@@ -6,7 +6,7 @@ No I/O here; `Client` and `AsyncClient` send what this builds and sleep where it
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -41,6 +41,9 @@ RETRYABLE_CODES = frozenset({None, "STORE_UNAVAILABLE"})
 
 UnlinkRequest = UnlinkTicketInput | Sequence[UnlinkTicketInput]
 RemoveRequest = RemoveLinkedIncidentsInput | Sequence[RemoveLinkedIncidentsInput]
+# How each client waits between polls (`tools/generate_sync_client.py` turns one into the other).
+AsyncSleep = Callable[[float], Awaitable[None]]
+Sleep = Callable[[float], None]
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,14 @@
-"""`Client`: the synchronous client, on `httpx.Client`."""
+"""`Client`: the synchronous client, on `httpx.Client`.
+
+Generated from `_async.py` by `tools/generate_sync_client.py` (with `unasync`); do not edit:
+edit `_async.py`, then run `.venv/bin/python tools/generate_sync_client.py`.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from time import monotonic  # by name: unasync turns `import asyncio` into `import time`
 from types import TracebackType
 from typing import Any, Self
 
@@ -42,8 +47,8 @@ class Client:
         retry: RetryOptions | None = None,
         max_wait_seconds: float = 600.0,
         transport: httpx.BaseTransport | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
+        sleep: _core.Sleep = time.sleep,
+        clock: Callable[[], float] = monotonic,
     ) -> None:
         headers = {_core.FUNCTION_KEY_HEADER: key} if key else {}
         self._http = httpx.Client(
@@ -126,7 +131,8 @@ class Client:
     def openapi(self, *, swagger: bool = False) -> dict[str, Any]:
         """The OpenAPI 3.1 document, or with `swagger` the Swagger 2.0 one."""
         path = "swagger.json" if swagger else "openapi.json"
-        return _core.document(self._send(self._http.build_request("GET", path)), allowed={200})
+        response = self._send(self._http.build_request("GET", path))
+        return _core.document(response, allowed={200})
 
     # ---- the machinery ------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from incident_link_actions_client import (
     UnexpectedAnswer,
 )
 from incident_link_actions_client.errors import error_class
+from tools import generate_sync_client
 
 FAST = RetryOptions(attempts=3, initial_wait_seconds=0.0, max_wait_seconds=0.0)
 
@@ -74,3 +75,9 @@ def test_a_200_that_is_not_an_outcome_is_an_unexpected_answer() -> None:
     ila, _ = client_answering(httpx.Response(200, json={"hello": "world"}))
     with pytest.raises(UnexpectedAnswer):
         ila.operation("x")
+
+
+def test_the_sync_client_is_what_unasync_generates_from_the_async_one() -> None:
+    assert generate_sync_client.SYNC_SOURCE.read_text(encoding="utf-8") == (
+        generate_sync_client.generated()
+    )
