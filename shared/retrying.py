@@ -21,14 +21,16 @@ logger = logging.getLogger(__name__)
 
 
 def log_retry(details: RetryDetails) -> None:
-    """stamina's on-retry hook: one WARNING line per scheduled retry, naming the call (upstream
-    calls name themselves `upstream=... METHOD /path`), the attempt that failed, why (an upstream
-    failure's reason, else the exception's type) and the wait before the next one."""
+    """stamina's on-retry hook: one WARNING line per scheduled retry, naming the call, the
+    attempt that failed, why (an upstream failure's reason, else the exception's type) and the
+    wait before the next one. The call is the one the failure names (an upstream attempt's
+    failure carries `call`: `upstream=... METHOD /path`), else the callable stamina retries."""
     cause = details.caused_by
     reason = getattr(cause, "reason", None)
+    call = getattr(cause, "call", None)
     logger.warning(
         "%s attempt=%d failed (%s): retrying in %.2f s",
-        details.name,
+        call if isinstance(call, str) else details.name,
         details.retry_num,
         reason if isinstance(reason, str) else type(cause).__name__,
         details.wait_for,

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 from urllib.parse import quote
 
 import httpx
 from pydantic import ValidationError
 
+from incident_link_api.base import Upstream
 from incident_link_api.commands import UnlinkTicket
 from incident_link_api.contraforce import (
     ApiProblemDetails,
     ApiResponseOfboolean,
     UnlinkServiceTicketRequest,
 )
-from incident_link_api.outcome import PreparedRequest
 from shared.clients.auth import BasicCredential, BearerCredential, EntraTokenCredential
-from shared.clients.http import Delivered, ResilientHttp, RetryPolicy, error_for, unreadable
-from shared.clients.pacing import Pacer
+from shared.clients.http import Delivered, error_for, unreadable
+from shared.clients.upstream import UpstreamClient
 from shared.context import correlation_headers
 
 ContraForceCredential = BasicCredential | BearerCredential | EntraTokenCredential
@@ -32,31 +33,10 @@ class UnlinkAnswer:
     may_have_acted: bool = False  # an earlier attempt went out and lost its answer
 
 
-class ContraForceClient:
+class ContraForceClient(UpstreamClient[ContraForceCredential]):
     """One per process; owns one pooled connection pool to ContraForce."""
 
-    def __init__(
-        self,
-        base_url: str,
-        credential: ContraForceCredential,
-        *,
-        policy: RetryPolicy,
-        timeout: httpx.Timeout,
-        rate_limit_per_second: float | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        pacer: Pacer | None = None,
-    ) -> None:
-        self._credential = credential
-        self._http = ResilientHttp(
-            upstream="contraforce",
-            base_url=base_url,
-            auth=credential,
-            policy=policy,
-            timeout=timeout,
-            rate_limit_per_second=rate_limit_per_second,
-            transport=transport,
-            pacer=pacer,
-        )
+    upstream: ClassVar[Upstream] = "contraforce"
 
     def prepare_unlink(self, command: UnlinkTicket) -> httpx.Request:
         """The request for `command`. The only payload-derived path segment is the UUID."""
@@ -68,15 +48,12 @@ class ContraForceClient:
             headers=correlation_headers(),
         )
 
-    def describe(self, request: httpx.Request) -> PreparedRequest:
-        return self._http.describe(request, self._credential)
-
     async def unlink_ticket(self, command: UnlinkTicket) -> UnlinkAnswer:
         """Unlink; returns the `{data, meta}` answer or raises a typed `UpstreamError`."""
         delivered = await self._http.send(self.prepare_unlink(command))
         response = delivered.response
         header_request_id = response.headers.get("x-request-id")
-        if not response.is_success:
+        if not delivered.accepted:
             raise _error(delivered, header_request_id)
         try:
             reply = ApiResponseOfboolean.model_validate_json(response.content)
@@ -86,11 +63,6 @@ class ContraForceClient:
         return UnlinkAnswer(
             reply, response.status_code, delivered.attempts, request_id, delivered.may_have_acted
         )
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-        if isinstance(self._credential, EntraTokenCredential):
-            await self._credential.aclose()
 
 
 def _error(delivered: Delivered, header_request_id: str | None) -> Exception:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import httpx
 from pydantic import ValidationError
 
+from incident_link_api.base import Upstream
 from incident_link_api.commands import RemoveLinkedIncidents
 from incident_link_api.d3 import (
     LINKED_FIELD,
@@ -15,10 +17,9 @@ from incident_link_api.d3 import (
     D3ErrorBody,
     RemoveLinkedIncidentsEnvelope,
 )
-from incident_link_api.outcome import PreparedRequest
 from shared.clients.auth import D3ApiKeyCredential, D3JwtCredential
-from shared.clients.http import Delivered, ResilientHttp, RetryPolicy, error_for, unreadable
-from shared.clients.pacing import Pacer
+from shared.clients.http import Delivered, error_for, unreadable
+from shared.clients.upstream import UpstreamClient
 from shared.context import correlation_headers
 
 D3Credential = D3ApiKeyCredential | D3JwtCredential
@@ -47,31 +48,10 @@ def envelope_for(command: RemoveLinkedIncidents) -> RemoveLinkedIncidentsEnvelop
     )
 
 
-class D3Client:
+class D3Client(UpstreamClient[D3Credential]):
     """One per process; owns one pooled connection pool to the D3 site."""
 
-    def __init__(
-        self,
-        base_url: str,
-        credential: D3Credential,
-        *,
-        policy: RetryPolicy,
-        timeout: httpx.Timeout,
-        rate_limit_per_second: float | None = 50.0,
-        transport: httpx.AsyncBaseTransport | None = None,
-        pacer: Pacer | None = None,
-    ) -> None:
-        self._credential = credential
-        self._http = ResilientHttp(
-            upstream="d3",
-            base_url=base_url,
-            auth=credential,
-            policy=policy,
-            timeout=timeout,
-            rate_limit_per_second=rate_limit_per_second,
-            transport=transport,
-            pacer=pacer,
-        )
+    upstream: ClassVar[Upstream] = "d3"
 
     def prepare_remove(self, command: RemoveLinkedIncidents) -> httpx.Request:
         body = envelope_for(command).model_dump(mode="json", by_alias=True)
@@ -79,13 +59,10 @@ class D3Client:
             "POST", REMOVE_LINKED_INCIDENTS, json=body, headers=correlation_headers()
         )
 
-    def describe(self, request: httpx.Request) -> PreparedRequest:
-        return self._http.describe(request, self._credential)
-
     async def remove_linked_incidents(self, command: RemoveLinkedIncidents) -> CommandAnswer:
         """Run the command; a 200 is returned as is (it may still report failures)."""
         delivered = await self._http.send(self.prepare_remove(command))
-        if not delivered.response.is_success:
+        if not delivered.accepted:
             raise _error(delivered)
         try:
             reply = D3CommandResponse.model_validate_json(delivered.response.content)
@@ -94,9 +71,6 @@ class D3Client:
         return CommandAnswer(
             reply, delivered.response.status_code, delivered.attempts, delivered.may_have_acted
         )
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
 
 def _error(delivered: Delivered) -> Exception:

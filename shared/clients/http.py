@@ -1,16 +1,18 @@
 """The resilient sender every upstream client uses: pooled client, pacing, retries, redaction.
 
 - One `httpx.AsyncClient` per upstream (pooled, explicit timeouts), built by the upstream client.
-- Pacing (`shared.clients.pacing`): at most `rate_limit_per_second` requests leave in any
+- Pacing (`shared.clients.pacing`): with a `pacer`, at most its rate of requests leave in any
   rolling second (D3 documents 50/s), so bulk work stays under the limit instead of provoking
   429s; a caller below the limit never waits.
-- Retries (stamina): connect errors, timeouts, 408, 429, 500, 502, 503, 504 - exponential
-  backoff with jitter, `Retry-After` (seconds or HTTP-date) honored and capped, within a total
-  time budget that also bounds each attempt's timeout. Never 400/401/403/404/422.
+- Retries (stamina): what `shared.clients.classify` decides is a `Retry` (connect errors,
+  timeouts, 408, 429, 500, 502, 503, 504) - exponential backoff with jitter, `Retry-After`
+  (seconds or HTTP-date) honored and capped, within a total time budget that also bounds each
+  attempt's timeout. Never 400/401/403/404/422.
 - Every attempt is logged with its number, method, path (no query), status and duration, and
   every retry with its upstream, the attempt that failed, why and the wait (`shared.retrying`,
-  which replaces stamina's bare `stamina.retry_scheduled` line; stamina loads with the first
-  retry). Headers and bodies are never logged.
+  which replaces stamina's bare `stamina.retry_scheduled` line and names the retry after the
+  call each failure carries; stamina loads with the first retry). Headers and bodies are never
+  logged.
 - Every attempt is a dependency span carrying its `traceparent` upstream, and every pacing wait
   a metric (`shared.telemetry`), around one attempt here, whatever the transport.
 """
@@ -23,9 +25,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from functools import lru_cache
-from http import HTTPStatus
 from typing import Any, Protocol
 
 import httpx
@@ -33,6 +33,7 @@ import httpx
 from incident_link_api.base import Upstream
 from incident_link_api.outcome import PreparedRequest
 from shared import retrying, telemetry
+from shared.clients.classify import Accept, FinalDecision, Reject, Retry, classify
 from shared.clients.pacing import Pacer
 from shared.clients.transport import POOL_LIMITS
 from shared.errors import (
@@ -44,7 +45,6 @@ from shared.errors import (
 
 logger = logging.getLogger(__name__)
 
-RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 MASK = "***"
 USER_AGENT = "incident-link-actions/0.1"
 
@@ -66,43 +66,15 @@ class RetryPolicy:
     retry_after_cap_seconds: float = 30.0
 
 
-def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
-    """`Retry-After` as seconds from `now`: delta-seconds or an HTTP-date; None if unusable."""
-    if value is None:
-        return None
-    text = value.strip()
-    if text.isascii() and text.isdigit():  # str.isdigit() is also true for "²" and "٣"
-        return float(text)
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
-
-
-# Failures after the request went out and before an answer came back: the upstream may have
-# acted on it. (A connect error or timeout, a pool timeout or a failed write never reached it.)
-MAY_HAVE_ACTED = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError)
-
-
 class _Transient(Exception):
-    """One failed attempt that may succeed if tried again."""
+    """One failed attempt that may succeed if tried again: its `Retry` decision, and the call it
+    failed in (`upstream=... METHOD /path`), which names the retry in our retry log line."""
 
-    def __init__(
-        self,
-        reason: str,
-        *,
-        status: int | None,
-        retry_after: float | None,
-        may_have_acted: bool = False,
-    ) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
-        self.retry_after = retry_after
-        self.may_have_acted = may_have_acted
+    def __init__(self, decision: Retry, *, call: str) -> None:
+        super().__init__(decision.reason)
+        self.decision = decision
+        self.reason = decision.reason  # what `shared.retrying.log_retry` says failed
+        self.call = call
 
 
 @dataclass(frozen=True)
@@ -121,8 +93,9 @@ class RetryDecider:
         if not isinstance(exc, _Transient):
             return False
         remaining = self.deadline - self.clock()
-        if exc.retry_after is not None:
-            wait = min(exc.retry_after, self.policy.retry_after_cap_seconds)
+        retry_after = exc.decision.retry_after
+        if retry_after is not None:
+            wait = min(retry_after, self.policy.retry_after_cap_seconds)
             return wait if wait < remaining else False
         return remaining > self.policy.max_wait_seconds
 
@@ -136,7 +109,7 @@ class _NoCookies(httpx.Cookies):
         return None
 
 
-class _UpstreamClient(httpx.AsyncClient):
+class _CookielessClient(httpx.AsyncClient):
     """`httpx.AsyncClient` without a cookie jar (see `_NoCookies`)."""
 
     _no_cookies = _NoCookies()
@@ -152,11 +125,18 @@ class _UpstreamClient(httpx.AsyncClient):
 
 @dataclass(frozen=True)
 class Delivered:
-    """An upstream answer that is not a transient failure, and how many attempts it took."""
+    """An upstream answer that is not a transient failure, what it is (`classify`'s decision:
+    `Accept`, `Reject` or `GiveUp`) and how many attempts it took."""
 
     response: httpx.Response
+    decision: FinalDecision
     attempts: int
     may_have_acted: bool = False  # an earlier attempt went out and lost its answer
+
+    @property
+    def accepted(self) -> bool:
+        """A 2xx, for the upstream's client to read; anything else becomes `error_for`'s error."""
+        return isinstance(self.decision, Accept)
 
 
 class ResilientHttp:
@@ -170,21 +150,26 @@ class ResilientHttp:
         auth: httpx.Auth,
         policy: RetryPolicy,
         timeout: httpx.Timeout,
-        rate_limit_per_second: float | None = None,
         pacer: Pacer | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        rate_limit_per_second: float | None = None,
     ) -> None:
+        """`pacer` paces every attempt (None: unpaced). `rate_limit_per_second` is the older
+        spelling of `pacer=Pacer(rate)`, kept while callers outside this package move over;
+        giving both is an error, so a client's pace is set in one place."""
         self.upstream: Upstream = upstream
         self._policy = policy
         self._timeout = timeout
         self._clock = clock
         self._wall_clock = wall_clock
-        if pacer is None and rate_limit_per_second:
+        if rate_limit_per_second is not None:
+            if pacer is not None:
+                raise TypeError("give a pacer or a rate_limit_per_second, not both")
             pacer = Pacer(rate_limit_per_second)
-        self._pacer = pacer  # a given pacer (a shared budget's) wins over the rate
-        self._client = _UpstreamClient(
+        self._pacer = pacer
+        self._client = _CookielessClient(
             base_url=base_url,
             auth=auth,
             timeout=timeout,
@@ -221,21 +206,22 @@ class ResilientHttp:
         garbage collector then has to find); only a transient failure goes on to `_retry`."""
         deadline = self._clock() + self._policy.budget_seconds
         try:
-            response = await self._attempt(request, 1, deadline)
+            response, decision = await self._attempt(request, 1, deadline)
         except _Transient as failed:
             return await self._retry(request, failed, deadline)
-        return Delivered(response, 1)
+        return Delivered(response, decision, 1)
 
     async def _retry(self, request: httpx.Request, first: _Transient, deadline: float) -> Delivered:
         """Attempts after a transient first failure, through stamina. stamina is handed that
         failure as its own first attempt, so whether to retry, the wait, the retry log line and
         the attempt numbers are what they would be had stamina made the first attempt itself.
-        stamina loads here, with the first retry (`shared.retrying`)."""
+        stamina loads here, with the first retry (`shared.retrying`, which names each retry
+        after the call its failure carries)."""
         import stamina  # noqa: PLC0415 - a call answered at once never needs it
 
         retrying.use_our_retry_log()
         attempts = 1
-        may_have_acted = first.may_have_acted
+        may_have_acted = first.decision.may_have_acted
         replay: _Transient | None = first
         try:
             async for attempt in stamina.retry_context(
@@ -245,32 +231,32 @@ class ResilientHttp:
                 wait_initial=self._policy.initial_wait_seconds,
                 wait_max=self._policy.max_wait_seconds,
                 wait_jitter=self._policy.initial_wait_seconds,
-            ).with_name(f"upstream={self.upstream} {request.method} {request.url.path}", (), {}):
+            ):
                 with attempt:
                     if replay is not None:
                         failed, replay = replay, None
                         raise failed
                     attempts += 1
                     try:
-                        response = await self._attempt(request, attempts, deadline)
+                        response, decision = await self._attempt(request, attempts, deadline)
                     except _Transient as failed:
-                        may_have_acted = may_have_acted or failed.may_have_acted
+                        may_have_acted = may_have_acted or failed.decision.may_have_acted
                         raise
-                    return Delivered(response, attempts, may_have_acted)
+                    return Delivered(response, decision, attempts, may_have_acted)
         except _Transient as exc:
             raise UpstreamUnavailable(
                 f"{self.upstream} unavailable after {attempts} attempt(s): {exc.reason}",
                 upstream=self.upstream,
                 attempts=attempts,
-                status=exc.status,
-                retry_after=exc.retry_after,
+                status=exc.decision.status,
+                retry_after=exc.decision.retry_after,
                 may_have_acted=may_have_acted,
             ) from exc
         raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover
 
     async def _attempt(
         self, request: httpx.Request, number: int, deadline: float
-    ) -> httpx.Response:
+    ) -> tuple[httpx.Response, FinalDecision]:
         if self._pacer is None:
             return await self._attempt_now(request, number, deadline)
         async with self._pacer.slot() as waited:  # answered (or failed) when the block exits
@@ -279,10 +265,10 @@ class ResilientHttp:
 
     async def _attempt_now(
         self, request: httpx.Request, number: int, deadline: float
-    ) -> httpx.Response:
+    ) -> tuple[httpx.Response, FinalDecision]:
         remaining = deadline - self._clock()
         if remaining <= 0:
-            raise _Transient("retry budget spent", status=None, retry_after=None)
+            raise self._transient(request, Retry("retry budget spent"))
         request.extensions["timeout"] = _bounded(self._timeout, remaining).as_dict()
         with telemetry.upstream_attempt(
             self.upstream,
@@ -295,8 +281,9 @@ class ResilientHttp:
 
     async def _exchange(
         self, request: httpx.Request, number: int, span: telemetry.AttemptSpan
-    ) -> httpx.Response:
-        """One request and its answer, told to the attempt's span."""
+    ) -> tuple[httpx.Response, FinalDecision]:
+        """One request and its answer, told to the attempt's span and the log, and what it means
+        (`classify`): a `Retry` is raised for the send loop, any other decision returned."""
         started = self._clock()
         try:
             response = await self._client.send(request)
@@ -305,35 +292,22 @@ class ResilientHttp:
             # (its request, headers and the transport's response) to the cycle collector. Read
             # and closed, the stream is of no more use: the answer keeps its bytes only.
             response.stream = httpx.ByteStream(response.content)
-        except httpx.TimeoutException as exc:
-            span.failed(type(exc).__name__)
-            self._log(request, number, "timeout", started)
-            raise _Transient(
-                f"timed out ({type(exc).__name__})",
-                status=None,
-                retry_after=None,
-                may_have_acted=isinstance(exc, MAY_HAVE_ACTED),
-            ) from exc
         except httpx.TransportError as exc:
             span.failed(type(exc).__name__)
-            self._log(request, number, type(exc).__name__, started)
-            raise _Transient(
-                f"connection failed ({type(exc).__name__})",
-                status=None,
-                retry_after=None,
-                may_have_acted=isinstance(exc, MAY_HAVE_ACTED),
-            ) from exc
+            timed_out = isinstance(exc, httpx.TimeoutException)
+            self._log(request, number, "timeout" if timed_out else type(exc).__name__, started)
+            raise self._transient(request, classify(exc, now=self._wall_clock)) from exc
         span.answered(response.status_code, response.headers)
         self._log(request, number, str(response.status_code), started)
-        if response.status_code in RETRYABLE_STATUSES:
-            raise _Transient(
-                f"answered HTTP {response.status_code}",
-                status=response.status_code,
-                retry_after=parse_retry_after(
-                    response.headers.get("retry-after"), now=self._wall_clock()
-                ),
-            )
-        return response
+        decision = classify(response, now=self._wall_clock)
+        if isinstance(decision, Retry):
+            raise self._transient(request, decision)
+        return response, decision
+
+    def _transient(self, request: httpx.Request, decision: Retry) -> _Transient:
+        return _Transient(
+            decision, call=f"upstream={self.upstream} {request.method} {request.url.path}"
+        )
 
     def _log(self, request: httpx.Request, number: int, result: str, started: float) -> None:
         logger.info(
@@ -387,27 +361,22 @@ def error_for(
     """The typed error for a non-2xx answer that retries did not (or may not) fix."""
     status = delivered.response.status_code
     text = f"{upstream} answered HTTP {status}: {message}"
-    if status == HTTPStatus.UNAUTHORIZED:
-        return UpstreamAuthRejected(
-            text,
-            upstream=upstream,
-            attempts=delivered.attempts,
-            status=status,
-            code=code,
-            request_id=request_id,
-            errors=errors,
-        )
-    if HTTPStatus.BAD_REQUEST <= status < HTTPStatus.INTERNAL_SERVER_ERROR:
-        return UpstreamRejected(
-            text,
-            upstream=upstream,
-            attempts=delivered.attempts,
-            status=status,
-            code=code,
-            request_id=request_id,
-            errors=errors,
-        )
-    return UpstreamUnavailable(text, upstream=upstream, attempts=delivered.attempts, status=status)
+    match delivered.decision:
+        case Reject(auth=auth):
+            rejected = UpstreamAuthRejected if auth else UpstreamRejected
+            return rejected(
+                text,
+                upstream=upstream,
+                attempts=delivered.attempts,
+                status=status,
+                code=code,
+                request_id=request_id,
+                errors=errors,
+            )
+        case _:
+            return UpstreamUnavailable(
+                text, upstream=upstream, attempts=delivered.attempts, status=status
+            )
 
 
 def unreadable(delivered: Delivered, *, upstream: Upstream) -> UpstreamUnavailable:

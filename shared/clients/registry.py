@@ -11,8 +11,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypedDict, TypeVar
 
+from incident_link_api.base import Upstream
 from shared.config import (
     ApiKeySettings,
     BasicSettings,
@@ -108,40 +109,50 @@ def d3_credential(settings: Settings) -> D3Credential:
             return D3JwtCredential(secret)
 
 
-def contraforce(settings: Settings) -> ContraForceClient:
-    """The ContraForce client of this process (raises `NotConfigured` if it cannot be built)."""
-    from shared.clients.contraforce import ContraForceClient  # noqa: PLC0415 - first client
+class ClientOptions(TypedDict):
+    """What both upstream clients are built with besides their base URL and credential."""
+
+    policy: RetryPolicy
+    timeout: httpx.Timeout
+    transport: httpx.AsyncBaseTransport
+    pacer: Pacer
+
+
+def client_options(settings: Settings, upstream: Upstream) -> ClientOptions:
+    """The options of `upstream`'s client, from settings: the same for both upstreams but for
+    the pace, which is decided here alone (`pacer_from`)."""
     from shared.clients.transport import build_transport  # noqa: PLC0415 - first client
 
+    return ClientOptions(
+        policy=policy_from(settings),
+        timeout=timeout_from(settings),
+        transport=build_transport(settings.http_transport),
+        pacer=pacer_from(settings, upstream),
+    )
+
+
+def contraforce(settings: Settings) -> ContraForceClient:
+    """The ContraForce client of this process (raises `NotConfigured` if it cannot be built)."""
     registry = _registry.for_this_loop()
     if registry.contraforce is None:
+        from shared.clients.contraforce import ContraForceClient  # noqa: PLC0415 - first client
+
         registry.contraforce = ContraForceClient(
             str(settings.contraforce_base_url),
             contraforce_credential(settings),
-            policy=policy_from(settings),
-            timeout=timeout_from(settings),
-            rate_limit_per_second=settings.contraforce_rate_limit_per_second,
-            transport=build_transport(settings.http_transport),
-            pacer=shared_pacer(settings, "contraforce", settings.contraforce_rate_limit_per_second),
+            **client_options(settings, "contraforce"),
         )
     return registry.contraforce
 
 
 def d3(settings: Settings) -> D3Client:
     """The D3 client of this process (raises `NotConfigured` if it cannot be built)."""
-    from shared.clients.d3 import D3Client  # noqa: PLC0415 - first client
-    from shared.clients.transport import build_transport  # noqa: PLC0415 - first client
-
     registry = _registry.for_this_loop()
     if registry.d3 is None:
+        from shared.clients.d3 import D3Client  # noqa: PLC0415 - first client
+
         registry.d3 = D3Client(
-            settings.d3_base(),
-            d3_credential(settings),
-            policy=policy_from(settings),
-            timeout=timeout_from(settings),
-            rate_limit_per_second=settings.d3_rate_limit_per_second,
-            transport=build_transport(settings.http_transport),
-            pacer=shared_pacer(settings, "d3", settings.d3_rate_limit_per_second),
+            settings.d3_base(), d3_credential(settings), **client_options(settings, "d3")
         )
     return registry.d3
 
@@ -172,11 +183,19 @@ def _given(client: _Client | None, name: str) -> _Client:
     return client
 
 
-def shared_pacer(settings: Settings, upstream: str, rate: float) -> Pacer | None:
-    """With SHARED_RATE_BUDGET, a pacer holding this instance's share of the upstream's rate
-    (kept by a `SharedBudget` through the storage account); else None (pace alone)."""
+def pacer_from(settings: Settings, upstream: Upstream) -> Pacer:
+    """How `upstream`'s client is paced: at the upstream's rate from settings, and with
+    SHARED_RATE_BUDGET at this instance's share of it (kept by a `SharedBudget` through the
+    storage account); else this process paces alone."""
+    rate = (
+        settings.contraforce_rate_limit_per_second
+        if upstream == "contraforce"
+        else settings.d3_rate_limit_per_second
+    )
     if not settings.shared_rate_budget:
-        return None
+        from shared.clients.pacing import Pacer  # noqa: PLC0415 - with the first client
+
+        return Pacer(rate)
     from shared.rate_budget import (  # noqa: PLC0415 - only with a shared budget
         BudgetStore,
         SharedBudget,

@@ -20,15 +20,10 @@ from pydantic import SecretStr
 from incident_link_api.commands import RemoveLinkedIncidents, UnlinkTicket
 from incident_link_api.contraforce import IncidentReference
 from shared.clients.auth import BasicCredential, D3ApiKeyCredential
+from shared.clients.classify import Retry, parse_retry_after
 from shared.clients.contraforce import ContraForceClient
 from shared.clients.d3 import D3Client
-from shared.clients.http import (
-    ResilientHttp,
-    RetryDecider,
-    RetryPolicy,
-    _Transient,
-    parse_retry_after,
-)
+from shared.clients.http import ResilientHttp, RetryDecider, RetryPolicy, _Transient
 from shared.errors import UpstreamAuthRejected, UpstreamRejected, UpstreamUnavailable
 
 WORKSPACE = UUID("7b2d8c1e-0f4a-4c5e-9a51-2d1f0e6b9c3a")
@@ -74,7 +69,6 @@ def contraforce(handler: Handler, policy: RetryPolicy = NO_WAIT) -> ContraForceC
         BasicCredential("client-id", SecretStr(SECRET)),
         policy=policy,
         timeout=httpx.Timeout(5),
-        rate_limit_per_second=None,
         transport=httpx.MockTransport(handler),
     )
 
@@ -317,24 +311,26 @@ def decider(now: float = 0.0, budget: float = 30.0) -> RetryDecider:
     return RetryDecider(NO_WAIT, deadline=budget, clock=lambda: now)
 
 
+def failure(status: int, retry_after: float | None) -> _Transient:
+    decision = Retry(f"answered HTTP {status}", status=status, retry_after=retry_after)
+    return _Transient(decision, call="upstream=contraforce POST /x")
+
+
 def test_retry_after_is_the_wait_when_it_fits_the_budget() -> None:
-    assert decider()(_Transient("429", status=429, retry_after=2.0)) == 2.0
+    assert decider()(failure(429, 2.0)) == 2.0
 
 
 def test_retry_after_is_capped() -> None:
-    assert (
-        decider()(_Transient("429", status=429, retry_after=600.0))
-        == NO_WAIT.retry_after_cap_seconds
-    )
+    assert decider()(failure(429, 600.0)) == NO_WAIT.retry_after_cap_seconds
 
 
 def test_no_retry_when_retry_after_would_overrun_the_budget() -> None:
-    assert decider(now=28.0)(_Transient("429", status=429, retry_after=3.0)) is False
+    assert decider(now=28.0)(failure(429, 3.0)) is False
 
 
 def test_backoff_retry_only_while_budget_remains() -> None:
-    assert decider(now=10.0)(_Transient("503", status=503, retry_after=None)) is True
-    assert decider(now=30.0)(_Transient("503", status=503, retry_after=None)) is False
+    assert decider(now=10.0)(failure(503, None)) is True
+    assert decider(now=30.0)(failure(503, None)) is False
 
 
 def test_other_exceptions_are_not_retried() -> None:

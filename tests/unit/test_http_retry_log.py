@@ -20,13 +20,15 @@ from pydantic import SecretStr
 
 from incident_link_api.commands import UnlinkTicket
 from incident_link_api.contraforce import IncidentReference
-from shared import durable, retrying
+from shared import retrying
 from shared.clients.auth import BasicCredential
+from shared.clients.classify import parse_retry_after
 from shared.clients.contraforce import ContraForceClient
-from shared.clients.http import RetryPolicy, parse_retry_after
+from shared.clients.http import RetryPolicy
+from shared.durable import attempt
+from shared.durable.store import RecordStore
 from shared.errors import StoreUnavailable
 from shared.lifecycle import CommandRow
-from shared.records import RecordStore
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 WORKSPACE = UUID("7b2d8c1e-0f4a-4c5e-9a51-2d1f0e6b9c3a")
@@ -50,7 +52,6 @@ def client(*responses: httpx.Response) -> ContraForceClient:
         BasicCredential("client-id", SecretStr("secret")),
         policy=POLICY,
         timeout=httpx.Timeout(5),
-        rate_limit_per_second=None,
         transport=httpx.MockTransport(lambda _: queue.pop(0)),
     )
 
@@ -123,12 +124,15 @@ async def test_a_store_write_retried_before_any_upstream_call_is_logged_by_our_h
             return row
 
     with caplog.at_level(logging.DEBUG):
-        stored = await durable._store_answer(
+        stored = await attempt._store_answer(
             cast(RecordStore, FlakyStore()), cast(CommandRow, written)
         )
     assert stored is written
     retries = [r for r in caplog.records if "retrying" in r.getMessage()]
     assert [(r.name, r.getMessage().split(" retrying")[0]) for r in retries] == [
-        ("shared.retrying", "shared.durable._store_answer attempt=1 failed (StoreUnavailable):")
+        (
+            "shared.retrying",
+            "shared.durable.attempt._store_answer attempt=1 failed (StoreUnavailable):",
+        )
     ]
     assert not [r for r in caplog.records if r.name == "stamina"]
