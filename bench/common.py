@@ -1,4 +1,4 @@
-"""Shared bits: paths, child environments, percentiles, the demo request."""
+"""Shared bits: paths, child environments, percentiles, the demo request, a headline row."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from local.sandbox.contraforce_state import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_WORKSPACE_ID
@@ -75,3 +76,13 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator > 0 else math.inf
+
+
+@dataclass(frozen=True)
+class Headline:
+    """One row of the report's headline table: a measure against its target."""
+
+    name: str
+    measured: str
+    target: str
+    met: bool

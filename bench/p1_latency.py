@@ -11,6 +11,7 @@ raw/app so drift hits both alike.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -26,6 +27,7 @@ from bench.common import (
     STEADY_BODY,
     WORKSPACE,
     percentile,
+    ratio,
 )
 
 
@@ -179,3 +181,68 @@ def _cpu_sample(processes: Mapping[str, int]) -> dict[str, float]:
     sample = {name: cpu_seconds(pid) for name, pid in processes.items()}
     sample["load"] = time.process_time()
     return sample
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def _ratio_to_raw(by_path: Mapping[str, Series], path: str, q: float) -> float:
+    if path not in by_path or "raw" not in by_path:
+        return math.nan
+    return ratio(percentile(by_path[path].latencies, q), percentile(by_path["raw"].latencies, q))
+
+
+def section(p1: Mapping[int, Mapping[str, Series]]) -> list[str]:
+    """P1 through the local host: a report line (it describes `make run`), not a target."""
+    out = [
+        "## P1 through the local host (a report line, not a target)",
+        "",
+        (
+            'Same simulator process, same request bytes (`{"incident": {workspaceId, number '
+            "1003, source}}`, the body the app sends upstream), both answered 200 "
+            '`{"data": false}`: incident 1003 has no ticket, so every request does the same work '
+            "and the state never changes. **raw** = `POST {sim}/api/v2/workspaces/{ws}/tickets/"
+            "unlink` with HTTP Basic; **app** = the ContraForce mirror route `POST {host}/api/"
+            "contraforce/workspaces/{ws}/tickets/unlink` with the function key (host in its own "
+            "process, `CONTRAFORCE_RATE_LIMIT_PER_SECOND=1000000`, logging at WARNING); "
+            "**app-dry-run** = the same with `?dryRun=true` (everything but the upstream call). "
+            "Each worker is one caller with its own `httpx.AsyncClient` "
+            "(one keep-alive connection); all paths warmed up, rounds alternate between paths. "
+            "The local host is a second Python HTTP hop that does not exist in Azure: these "
+            "figures describe `make run`, not production."
+        ),
+        "",
+        (
+            "| concurrency | path | requests | errors | p50 ms | p99 ms | req/s | CPU ms/req: load "
+            "| host | simulator |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for concurrency, by_path in sorted(p1.items()):
+        for name, series in by_path.items():
+            host_cpu = series.cpu_ms_per_request("host")
+            out.append(
+                f"| {concurrency} | {name} | {len(series.latencies)} | {len(series.errors)} | "
+                f"{series.p50_ms:.2f} | "
+                f"{series.p99_ms:.2f} | {series.throughput:.0f} | "
+                f"{series.cpu_ms_per_request('load'):.2f} | {host_cpu:.2f} | "
+                f"{series.cpu_ms_per_request('simulator'):.2f} |"
+            )
+    failures = [
+        f"- concurrency {concurrency}, {name}: {error}"
+        for concurrency, by_path in sorted(p1.items())
+        for name, series in by_path.items()
+        for error in series.errors[:3]
+    ]
+    if failures:
+        out += ["", "Errors (first three per path; not retried, not in the latencies):", ""]
+        out += failures
+    out += ["", "Ratios to raw:", ""]
+    for concurrency, by_path in sorted(p1.items()):
+        out += [
+            f"- concurrency {concurrency}, {path}: p50 "
+            f"{_ratio_to_raw(by_path, path, 50):.2f}x, p99 {_ratio_to_raw(by_path, path, 99):.2f}x"
+            for path in by_path
+            if path != "raw"
+        ]
+    return out

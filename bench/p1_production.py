@@ -22,14 +22,32 @@ import json
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from bench.common import BASIC_AUTHORIZATION, STEADY_BODY, WORKSPACE, run_child
+from bench.common import (
+    BASIC_AUTHORIZATION,
+    STEADY_BODY,
+    WORKSPACE,
+    Headline,
+    percentile,
+    ratio,
+    run_child,
+)
+
+if TYPE_CHECKING:
+    from bench.p1_latency import Series
 
 PATHS = ("raw-httpx", "raw-httpx-aiohttp", "raw-aiohttp", "app-httpcore", "app-aiohttp")
 MIRROR = "contraforce_unlink_ticket"
 P6_RATE = 20.0  # the default CONTRAFORCE_RATE_LIMIT_PER_SECOND
+P50_TARGET = 1.15  # app p50 / raw httpx p50, concurrency 1
+THROUGHPUT_TARGET = 0.4  # app throughput / raw aiohttp throughput, concurrency 16
+P99_TARGET = 3.0  # app p99 / raw aiohttp p99, concurrency 16
+APP_PATH = "app-aiohttp"  # the app as configured by default (HTTP_TRANSPORT=aiohttp)
+P6_TARGET = 1.2  # p50 paced / p50 pacing off
+
+BySeries = Mapping[int, Mapping[str, "Series"]]  # concurrency -> path -> series
 
 
 def run(settings: dict[str, str], plan: dict[str, Any]) -> dict[str, Any]:
@@ -40,6 +58,120 @@ def run(settings: dict[str, str], plan: dict[str, Any]) -> dict[str, Any]:
     )
     result: dict[str, Any] = json.loads(printed.strip().splitlines()[-1])
     return result
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def headlines(p1: BySeries) -> list[Headline]:
+    """P1's targets: the app vs raw httpx at concurrency 1, vs raw aiohttp at 16."""
+    rows: list[Headline] = []
+    one, many = p1.get(1, {}), p1.get(16, {})
+    if APP_PATH in one and "raw-httpx" in one:
+        app, raw = one[APP_PATH], one["raw-httpx"]
+        p50 = ratio(app.p50_ms, raw.p50_ms)
+        rows.append(
+            Headline(
+                "P1 app/raw httpx p50, concurrency 1 (in-process)",
+                f"{p50:.2f}x ({app.p50_ms:.2f} vs {raw.p50_ms:.2f} ms)",
+                f"<= {P50_TARGET}x",
+                p50 <= P50_TARGET,
+            )
+        )
+    if APP_PATH in many and "raw-aiohttp" in many:
+        app, raw = many[APP_PATH], many["raw-aiohttp"]
+        throughput = ratio(app.throughput, raw.throughput)
+        p99 = ratio(app.p99_ms, raw.p99_ms)
+        rows.append(
+            Headline(
+                "P1 app/raw aiohttp throughput, concurrency 16 (in-process)",
+                f"{throughput:.2f}x ({app.throughput:.0f} vs {raw.throughput:.0f} req/s)",
+                f">= {THROUGHPUT_TARGET}x",
+                throughput >= THROUGHPUT_TARGET,
+            )
+        )
+        rows.append(
+            Headline(
+                "P1 app/raw aiohttp p99, concurrency 16 (in-process)",
+                f"{p99:.2f}x ({app.p99_ms:.1f} vs {raw.p99_ms:.1f} ms)",
+                f"<= {P99_TARGET}x",
+                p99 <= P99_TARGET,
+            )
+        )
+    return rows
+
+
+def section(p1: BySeries) -> list[str]:
+    out = [
+        "## P1: the production path, in one process",
+        "",
+        (
+            "One process, one event loop, as the Functions worker runs the app: the ContraForce "
+            "mirror handler taken from `app.get_functions()` and called with a real "
+            "`func.HttpRequest` (as P4), vs raw clients sending the bytes the app sends "
+            'upstream, all against the same simulator process (`{"data": false}` for '
+            "incident 1003). **raw-httpx**: one `httpx.AsyncClient` (httpcore); "
+            "**raw-httpx-aiohttp**: the same on the httpx-aiohttp transport; **raw-aiohttp**: "
+            "one `aiohttp.ClientSession`; **app-httpcore** / **app-aiohttp**: the app with "
+            "`HTTP_TRANSPORT=httpcore` / `aiohttp` (the default), pacing out of the way "
+            "(`CONTRAFORCE_RATE_LIMIT_PER_SECOND=1000000`), logging at WARNING, no telemetry "
+            "destination (OpenTelemetry's no-op API: no spans are built; with Application "
+            "Insights each call also builds and exports two). Every path "
+            "shares one pooled client among its workers; all warmed up (so the app's first "
+            "calls have frozen what they loaded out of the collector's way, `shared/heap.py`); "
+            "rounds alternate between paths. CPU ms/req is this process's (client and app, not "
+            "the simulator)."
+        ),
+        "",
+        "| concurrency | path | requests | p50 ms | p99 ms | req/s | CPU ms/req |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for concurrency, by_path in sorted(p1.items()):
+        out += [
+            f"| {concurrency} | {name} | {len(series.latencies)} | {series.p50_ms:.2f} | "
+            f"{series.p99_ms:.2f} | {series.throughput:.0f} | "
+            f"{series.cpu_ms_per_request('load'):.2f} |"
+            for name, series in by_path.items()
+        ]
+    return out
+
+
+def p6_headlines(p6: Mapping[str, Sequence[float]]) -> list[Headline]:
+    if not p6.get("paced") or not p6.get("unpaced"):
+        return []
+    paced, unpaced = percentile(p6["paced"], 50), percentile(p6["unpaced"], 50)
+    measured = ratio(paced, unpaced)
+    return [
+        Headline(
+            "P6 ten sequential calls at 20/s, p50 paced / pacing off",
+            f"{measured:.2f}x ({paced * 1000:.2f} vs {unpaced * 1000:.2f} ms)",
+            f"<= {P6_TARGET}x",
+            measured <= P6_TARGET,
+        )
+    ]
+
+
+def p6_section(p6: Mapping[str, Sequence[float]]) -> list[str]:
+    if not p6:
+        return ["## P6: not run"]
+    out = [
+        "## P6: ten sequential calls below the limit",
+        "",
+        (
+            "In the P1 process: rounds of ten back-to-back calls of the mirror handler "
+            "(aiohttp transport), each round after 1.1 s of quiet, with the ContraForce client "
+            "paced at the default 20/s and with pacing off; rounds alternate."
+        ),
+        "",
+        "| pacing | calls | p50 ms | p99 ms | max ms |",
+        "|---|---|---|---|---|",
+    ]
+    for name, latencies in p6.items():
+        out.append(
+            f"| {name} | {len(latencies)} | {percentile(latencies, 50) * 1000:.2f} | "
+            f"{percentile(latencies, 99) * 1000:.2f} | {max(latencies) * 1000:.2f} |"
+        )
+    return out
 
 
 # --- child side -------------------------------------------------------------------------------

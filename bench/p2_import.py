@@ -9,22 +9,29 @@ where the extra time goes: self time summed by top-level package.
 
 from __future__ import annotations
 
+import math
 import re
+import statistics
 import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
+from typing import TYPE_CHECKING
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from bench.common import ROOT, child_env, run_child
+from bench.common import ROOT, Headline, child_env, ratio, run_child
+
+if TYPE_CHECKING:
+    from bench.cold_start import ColdStart  # which imports this module
 
 BASELINE = "azure.functions"
 APP = "function_app"
+TARGET = 2.0  # import function_app / import azure.functions
 # What P2 times, by label: each statement in a fresh interpreter. The two library lines import
 # what the app's models and settings are built from (pydantic's BaseModel and the types
 # shared.config uses, then pydantic-settings) on top of azure.functions, and no app code.
@@ -224,3 +231,110 @@ def heavy_imports(
     for root in pending:
         walk(root)
     return sorted(found, key=lambda item: -item[2])[:top], app_self_us / 1e6
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def import_ratio(timings: Mapping[str, ImportTiming], label: str = APP) -> float:
+    """The import labelled `label` (a key of IMPORTS) / bare azure.functions, best of N."""
+    if label not in timings or BASELINE not in timings:
+        return math.nan
+    return ratio(timings[label].import_seconds, timings[BASELINE].import_seconds)
+
+
+def round_ratio(timings: Mapping[str, ImportTiming], label: str = APP) -> float:
+    """The median over rounds of (`label` / azure.functions in the same round): the typical
+    ratio, where the best-of ratio compares two luckiest runs that may be minutes apart."""
+    if label not in timings or BASELINE not in timings:
+        return math.nan
+    pairs = zip(timings[label].rounds, timings[BASELINE].rounds, strict=True)
+    return statistics.median(ratio(mine, base) for mine, base in pairs)
+
+
+def headlines(
+    deployed: Mapping[str, ImportTiming], venv: Mapping[str, ImportTiming]
+) -> list[Headline]:
+    rows = []
+    for name, timings in (
+        ("P2 import function_app / azure.functions (runtime deps only)", deployed),
+        ("P2 same, in the dev venv as is", venv),
+    ):
+        measured = import_ratio(timings)
+        rows.append(Headline(name, f"{measured:.2f}x", f"<= {TARGET}x", measured <= TARGET))
+    return rows
+
+
+def section(
+    deployed: Mapping[str, ImportTiming],
+    venv: Mapping[str, ImportTiming],
+    *,
+    hidden: int,
+    heavy: Sequence[tuple[str, str, float]],
+    app_self_seconds: float,
+    cold: ColdStart | None,
+) -> list[str]:
+    """P2's tables, with the whole cold start beside it as a report line."""
+    out = [
+        "## P2: cold import",
+        "",
+        (
+            "Each in a fresh interpreter, best of N, runs interleaved; import timed inside the "
+            "child (`perf_counter` around the import), whole process timed outside. *Runtime deps "
+            f"only*: the {hidden} top-level modules of distributions outside "
+            "requirements.txt's dependency closure are made unimportable, and the app settings "
+            "the template sets that change an import are set ("
+            + ", ".join(f"`{name}={value}`" for name, value in DEPLOYED_SETTINGS.items())
+            + "), as in the deployed app (in the dev venv, httpx also imports its CLI because "
+            "click, rich and pygments are installed for schemathesis). The two library lines "
+            "import `azure.functions` and the libraries the app's models and settings are "
+            "built from, and no app code: the floor under the target."
+        ),
+        "",
+        "| environment | import | import ms | x azure.functions | median per round | process ms |",
+        "|---|---|---|---|---|---|",
+    ]
+    for environment, timings in (("runtime deps only", deployed), ("dev venv", venv)):
+        out.extend(
+            f"| {environment} | {timing.label} | {timing.import_seconds * 1000:.2f} | "
+            f"{import_ratio(timings, timing.label):.2f}x | "
+            f"{round_ratio(timings, timing.label):.2f}x | {timing.process_seconds * 1000:.2f} |"
+            for timing in timings.values()
+        )
+    if cold is not None:
+        out += [
+            "",
+            (
+                f"A whole cold start as deployed (a report line, not a target; median of "
+                f"{cold.runs} fresh interpreters, runtime deps only, the deployed settings, the "
+                f"simulator upstream): import `function_app` {cold.import_seconds * 1000:.0f} "
+                f"ms, index its functions {cold.index_seconds * 1000:.1f} ms, the first "
+                f"ContraForce call through the mirror handler "
+                f"{cold.first_call_seconds * 1000:.0f} ms (settings read, httpx and aiohttp "
+                "loaded, the upstream client and its pool built, validators built on first use): "
+                f"{cold.total_seconds * 1000:.0f} ms in all; a warm call then takes "
+                f"{cold.warm_call_seconds * 1000:.2f} ms. P2 times the import alone: work moved "
+                "from the import into the first call would lower P2, not this."
+            ),
+        ]
+    if heavy:
+        out += [
+            "",
+            (
+                "Costliest third-party imports made directly by app modules (runtime deps only; "
+                "`-X importtime`, one run, cumulative, inflated by the option itself):"
+            ),
+            "",
+            "| app module | imports | ms |",
+            "|---|---|---|",
+        ]
+        out += [f"| `{a}` | `{b}` | {seconds * 1000:.0f} |" for a, b, seconds in heavy]
+        out += [
+            "",
+            (
+                f"The app's own modules (functions/, shared/) take "
+                f"{app_self_seconds * 1000:.0f} ms of self time under `-X importtime` "
+                "(their bodies: class definitions, pydantic building models and validators)."
+            ),
+        ]
+    return out

@@ -12,6 +12,7 @@ The host runs with `CONTRAFORCE_RATE_LIMIT_PER_SECOND=R` (the app paces itself a
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections import Counter
@@ -20,11 +21,12 @@ from typing import Any
 
 import httpx
 
-from bench.common import FUNCTION_KEY, WORKSPACE, app_settings
+from bench.common import FUNCTION_KEY, WORKSPACE, Headline, app_settings
 from bench.servers import Child, start_host
 
 ITEMS = 1000
 INCIDENTS = ("1001", "1002", "1003", "1004")
+TARGET = 1.02  # wall time / the ideal items/R
 
 
 @dataclass(frozen=True)
@@ -122,3 +124,77 @@ def _poll(
             except (httpx.HTTPError, KeyError, ValueError):
                 continue
             into.append((time.perf_counter() - started, int(count)))
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def wall_ratio(result: BulkResult | None) -> float:
+    """Wall time over the ideal items/R."""
+    return result.wall_seconds / result.ideal_seconds if result else math.nan
+
+
+def steady_rate(timeline: list[tuple[float, int]], items: int) -> tuple[float, float] | None:
+    """(requests/s between 10 % and 90 % of the items, when the first was seen) from the
+    simulator's counter polls."""
+    low = [(t, n) for t, n in timeline if n >= items * 0.1]
+    high = [(t, n) for t, n in timeline if n <= items * 0.9]
+    seen = [t for t, n in timeline if n > 0]
+    if not low or not high or not seen:
+        return None
+    (t0, n0), (t1, n1) = low[0], high[-1]
+    if t1 <= t0:
+        return None
+    return (n1 - n0) / (t1 - t0), seen[0]
+
+
+def headlines(result: BulkResult | None) -> list[Headline]:
+    if result is None:
+        return []
+    measured = wall_ratio(result)
+    return [
+        Headline(
+            f"P3 bulk wall / ideal ({result.items} items at {result.rate:g}/s)",
+            f"{measured:.3f}x, {result.failed} failed, {result.rate_limited} x 429",
+            f"<= {TARGET}x, 0 failed, 0 x 429",
+            measured <= TARGET and result.failed == 0 and result.rate_limited == 0,
+        )
+    ]
+
+
+def section(result: BulkResult | None) -> list[str]:
+    if result is None:
+        return ["## P3: not run"]
+    out = [
+        "## P3: 1,000-item bulk call against a rate-limited simulator",
+        "",
+        (
+            f"Simulator: `FaultPlan(rate_limit_per_second={result.rate:g})` (429 + "
+            f"`Retry-After: 1` beyond {result.rate:g} requests per rolling second). Host: "
+            f"`CONTRAFORCE_RATE_LIMIT_PER_SECOND={result.rate:g}`, "
+            f"`MAX_BULK_ITEMS={result.items}`, `BULK_CONCURRENCY={result.bulk_concurrency}`, "
+            "retries and timeouts at their defaults. Canonical route, items cycling over "
+            "incidents 1001-1004."
+        ),
+        "",
+        (
+            f"- wall time: {result.wall_seconds:.2f} s; ideal {result.items}/{result.rate:g} = "
+            f"{result.ideal_seconds:.2f} s; ratio {wall_ratio(result):.3f}x"
+        ),
+        f"- HTTP {result.http_status}; items by status: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(result.statuses.items())),
+        f"- failed items: {result.failed}",
+        (
+            f"- upstream requests the simulator saw: {result.upstream_requests}; answered 429: "
+            f"{result.rate_limited}; attempts reported by the Outcome: {result.attempts}"
+        ),
+    ]
+    steady = steady_rate(list(result.timeline), result.items)
+    if steady is not None:
+        rate, first_seen = steady
+        out.append(
+            f"- from the simulator's request counter, polled every 0.25 s: first upstream "
+            f"request seen by {first_seen:.2f} s; steady rate {rate:.2f} requests/s between "
+            f"10 % and 90 % of the items (limit {result.rate:g}/s)"
+        )
+    return out

@@ -13,17 +13,19 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import math
 import resource
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import STEADY_BODY, WORKSPACE, run_child
+from bench.common import STEADY_BODY, WORKSPACE, Headline, run_child
 
 MIRROR = "contraforce_unlink_ticket"
 CANONICAL = "unlink_ticket"
+TARGET = 0.10  # peak RSS growth from 1,000 to 100,000 actions
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,72 @@ def run(
         what="memory child",
     )
     return [Checkpoint(**json.loads(line)) for line in printed.splitlines() if line.strip()]
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def growth(checkpoints: Sequence[Checkpoint]) -> tuple[Checkpoint | None, Checkpoint | None, float]:
+    """(the first checkpoint at 1,000 actions or more, the last, peak RSS growth between)."""
+    first = next((c for c in checkpoints if c.actions >= 1000), None)
+    last = checkpoints[-1] if checkpoints else None
+    if first is None or last is None:
+        return first, last, math.nan
+    return first, last, last.hwm_kib / first.hwm_kib - 1
+
+
+def headlines(checkpoints: Sequence[Checkpoint], *, target_actions: int) -> list[Headline]:
+    first, last, grown = growth(checkpoints)
+    if first is None or last is None:
+        return []
+    reached = "" if last.actions >= target_actions else " (time cap)"
+    return [
+        Headline(
+            f"P4 peak RSS {last.actions:,} vs {first.actions:,} actions{reached}",
+            f"{grown * 100:+.1f} %",
+            f"<= +{TARGET * 100:.0f} %",
+            grown <= TARGET and last.actions >= target_actions,
+        )
+    ]
+
+
+def section(
+    checkpoints: Sequence[Checkpoint], *, target_actions: int, seconds_cap: float
+) -> list[str]:
+    first, last, grown = growth(checkpoints)
+    out = [
+        "## P4: peak RSS after 1,000 vs 100,000 actions, one process",
+        "",
+        (
+            "A child process imports `function_app`, takes the registered ContraForce mirror "
+            "handler from `app.get_functions()` and calls it as the worker does (a real "
+            "`func.HttpRequest`), 2 calls in flight, one action (one upstream request) per call, "
+            "against the same simulator. Peak RSS is the process's VmHWM; `ru_maxrss` is shown "
+            "too but is not usable here: Linux folds the pre-exec high-water mark (the parent "
+            "benchmark's RSS, shared at fork) into it. "
+            f"Time cap {seconds_cap:.0f} s."
+        ),
+        "",
+        "| actions | peak RSS (VmHWM) MiB | current RSS MiB | ru_maxrss MiB | elapsed s |",
+        "|---|---|---|---|---|",
+    ]
+    out += [
+        f"| {c.actions:,} | {c.hwm_kib / 1024:.1f} | {c.rss_kib / 1024:.1f} | "
+        f"{c.maxrss_kib / 1024:.1f} | {c.seconds:.1f} |"
+        for c in checkpoints
+    ]
+    if first is not None and last is not None:
+        out += [
+            "",
+            f"Peak RSS growth from {first.actions:,} to {last.actions:,} actions: "
+            f"{grown * 100:+.1f} % ({(last.hwm_kib - first.hwm_kib) / 1024:+.1f} MiB)"
+            + (
+                ""
+                if last.actions >= target_actions
+                else f"; stopped by the time cap before {target_actions:,}"
+            ),
+        ]
+    return out
 
 
 # --- child side -------------------------------------------------------------------------------

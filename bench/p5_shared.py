@@ -19,18 +19,21 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
-from bench.common import ROOT, WORKSPACE, app_settings, child_env
+from bench.common import ROOT, WORKSPACE, Headline, app_settings, child_env
 from bench.servers import Child
 from local.azurite import Azurite
 
 ITEMS_PER_CALL = 10
 CALLS_IN_FLIGHT = 2
 INCIDENTS = ("1001", "1002", "1003", "1004")
+LOW = 0.9  # the aggregate admitted rate is at least 0.9 R (and at most R: no 429)
+GAP = 5.0  # with the store stopped, no caller waits longer than this between answers
 
 
 @dataclass
@@ -128,6 +131,105 @@ def run(
             poller.join(5)
         client.delete(f"{sim}/_sandbox/faults").raise_for_status()
     return result
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def steady_rate(run: SharedRun) -> float:
+    """Admitted requests/s from 3 s after the first request (leases settled) to the end of the
+    run or the store's stop."""
+    start = run.started_at + 3.0  # leases settled
+    end = run.store_stopped_at_s if run.store_stopped_at_s is not None else run.seconds
+    return run.admitted_rate(start, end)
+
+
+def headlines(runs: Sequence[SharedRun]) -> list[Headline]:
+    rows = []
+    for run in runs:
+        steady = steady_rate(run)
+        if run.store_stopped_at is None:
+            rows.append(
+                Headline(
+                    f"P5 {run.processes} processes, one budget of {run.rate:g}/s: admitted rate",
+                    f"{steady:.1f}/s = {steady / run.rate:.2f} R, {run.rate_limited} x 429, "
+                    f"{run.failed} failed",
+                    f">= {LOW} R, 0 x 429, 0 failed",
+                    steady >= LOW * run.rate and run.rate_limited == 0 and run.failed == 0,
+                )
+            )
+        else:
+            rows.append(
+                Headline(
+                    f"P5 same, store stopped {run.store_stopped_at:g} s in: no stall",
+                    f"longest wait between answers {run.longest_gap:.1f} s, "
+                    f"{run.rate_limited} x 429 (retried), {run.failed} failed",
+                    f"<= {GAP:g} s, 0 failed",
+                    run.longest_gap <= GAP and run.failed == 0,
+                )
+            )
+    return rows
+
+
+def _store(run: SharedRun) -> str:
+    if run.store_stopped_at is None:
+        return "up"
+    return f"stopped {run.store_stopped_at:g} s after the first request"
+
+
+def section(runs: Sequence[SharedRun]) -> list[str]:
+    if not runs:
+        return ["## P5: not run"]
+    first = runs[0]
+    out = [
+        "## P5: one rate budget across instances",
+        "",
+        (
+            f"{first.processes} app processes (each imports `function_app` and calls the "
+            "canonical `unlink_ticket` handler as the worker does, 2 calls in flight, "
+            f"{ITEMS_PER_CALL} items a call, one upstream request an item) against one "
+            f"simulator that answers 429 beyond {first.rate:g} requests per rolling second. "
+            f"`CONTRAFORCE_RATE_LIMIT_PER_SECOND={first.rate:g}`, `SHARED_RATE_BUDGET=true`, "
+            "the budget in Azurite. The simulator's counters are polled every 0.5 s; the steady "
+            "rate is taken from 3 s after the first upstream request (the children take seconds to "
+            "import). Second run: Azurite is stopped mid-run; each instance then paces alone at "
+            "its last share (429s, retried, only if instances came or went meanwhile)."
+        ),
+        "",
+        (
+            "| store | seconds | admitted/s (steady) | 429s | items by status | attempts | "
+            "longest wait between answers s |"
+        ),
+        "|---|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        statuses: Counter[str] = Counter()
+        for child in run.children:
+            statuses.update({name: int(count) for name, count in child["statuses"].items()})
+        out.append(
+            f"| {_store(run)} | {run.seconds:g} | {steady_rate(run):.1f} | {run.rate_limited} | "
+            + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items()))
+            + f" | {sum(int(c['attempts']) for c in run.children)} | {run.longest_gap:.2f} |"
+        )
+        if run.store_stopped_at_s is not None:
+            after = run.admitted_rate(run.store_stopped_at_s + 1, run.seconds)
+            out.append(f"| (after the stop) | | {after:.1f} | | | | |")
+    out += [
+        "",
+        "The budget's claims, summed over the instances (final shares in instance order):",
+        "",
+        "| store | instances | final shares | claims | failed claims | claims/s per instance |",
+        "|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        budgets = [b for child in run.children for b in child.get("budgets", [])]
+        claims = sum(int(b["claims"]) for b in budgets)
+        per_instance = claims / max(run.seconds, 1) / max(len(budgets), 1)
+        out.append(
+            f"| {_store(run)} | {len(budgets)} | {', '.join(str(b['limit']) for b in budgets)} "
+            f"| {claims} | {sum(int(b['failures']) for b in budgets)} | {per_instance:.1f} |"
+        )
+    return out
 
 
 def _poll(

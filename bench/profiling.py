@@ -11,7 +11,7 @@ import signal
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -224,6 +224,49 @@ def probe_pacing(rate: float, *, waiters: int, slots: int) -> PacingProbe:
         return max(stamps) - min(stamps)
 
     return PacingProbe(rate, waiters, slots, asyncio.run(main()))
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def section(profiles: Mapping[int, LayerProfile], pacing: PacingProbe | None) -> list[str]:
+    """The host's profiles by layer (run with BENCH_PROFILE_HOST=1) and the pacer alone (run
+    when P3 misses its target)."""
+    out = ["## Where the time goes (profiles of the host; indicative shares)", ""]
+    for concurrency, profile in sorted(profiles.items()):
+        total = sum(profile.microseconds_per_request.values())
+        out += [
+            (
+                f"### Host under cProfile, concurrency {concurrency} ({profile.requests} requests; "
+                f"busy {total:.0f} us/request under the profiler, idle {profile.idle_share:.0%})"
+            ),
+            "",
+            "| layer | us/request | share |",
+            "|---|---|---|",
+        ]
+        out += [
+            f"| {layer} | {us:.0f} | {us / total:.0%} |"
+            for layer, us in profile.microseconds_per_request.items()
+            if us / total >= 0.005
+        ]
+        out += ["", "| frame (cumulative, on CPU) | us/request |", "|---|---|"]
+        out += [f"| {label} | {us:.0f} |" for label, us in profile.hotspots.items()]
+        out += ["", "| top own-time functions | us/request |", "|---|---|"]
+        out += [f"| `{name.removeprefix('~:')}` | {us:.0f} |" for name, us in profile.top_functions]
+        out.append("")
+    if pacing is not None:
+        out += [
+            "### The pacer alone",
+            "",
+            (
+                f"`Pacer({pacing.rate:g})` with {pacing.waiters} waiting tasks and "
+                f"nothing else running: {pacing.slots} slots in {pacing.seconds:.2f} s = "
+                f"{pacing.achieved_rate:.2f}/s (one slot every {pacing.interval_ms:.2f} ms "
+                f"instead of {1000 / pacing.rate:.2f} ms)."
+            ),
+            "",
+        ]
+    return out
 
 
 def top(values: dict[str, float], count: int) -> Sequence[tuple[str, float]]:
