@@ -6,17 +6,16 @@ import json
 import os
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypedDict, Unpack
 
 import httpx
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from ila import render
+from ila import render, webhook
 from ila.render import FAILURE, INTERRUPTED, SUCCESS
 from incident_link_actions_client import (
     ApiError,
@@ -40,10 +39,6 @@ app = typer.Typer(
 )
 webhook_app = typer.Typer(help="ContraForce webhooks.", no_args_is_help=True)
 app.add_typer(webhook_app, name="webhook")
-
-# make run's sandbox secret: `local.send_webhook.SANDBOX_WEBHOOK_SECRET` (a test keeps them equal).
-SANDBOX_WEBHOOK_SECRET = "sandbox-webhook-secret"  # noqa: S105 - a public demo value
-UNLINKING_EVENT = "agent.investigation.completed.v1"
 
 
 def default_url() -> str:
@@ -154,6 +149,31 @@ def answered(call: Callable[[], Outcome], *, as_json: bool) -> int:
     return show(outcome, as_json=as_json)
 
 
+class Sending(TypedDict):
+    """How `unlink` and `remove` send their one request (the client's keyword arguments)."""
+
+    dry_run: bool
+    respond_async: bool
+    wait: bool
+    idempotency_key: str | None
+
+
+def act(
+    request: UnlinkTicketInput | RemoveLinkedIncidentsInput,
+    *,
+    as_json: bool,
+    url: str | None,
+    key: str | None,
+    timeout: float,
+    **sending: Unpack[Sending],
+) -> int:
+    """Send one action request (`unlink` or `remove`); show its Outcome; the exit status."""
+    with client_for(url, key, timeout=timeout) as ila:
+        if isinstance(request, UnlinkTicketInput):
+            return answered(lambda: ila.unlink_ticket(request, **sending), as_json=as_json)
+        return answered(lambda: ila.remove_linked_incidents(request, **sending), as_json=as_json)
+
+
 def invalid(exc: ValidationError) -> int:
     console = stderr()
     for err in exc.errors(include_url=False):
@@ -198,17 +218,17 @@ def unlink(
         )
     except ValidationError as exc:
         raise typer.Exit(invalid(exc)) from exc
-    with client_for(url, key, timeout=timeout) as ila:
-        code = answered(
-            lambda: ila.unlink_ticket(
-                request,
-                dry_run=dry_run,
-                respond_async=queued,
-                wait=not no_wait,
-                idempotency_key=idempotency_key,
-            ),
-            as_json=as_json,
-        )
+    code = act(
+        request,
+        dry_run=dry_run,
+        respond_async=queued,
+        wait=not no_wait,
+        idempotency_key=idempotency_key,
+        as_json=as_json,
+        url=url,
+        key=key,
+        timeout=timeout,
+    )
     raise typer.Exit(code)
 
 
@@ -257,17 +277,17 @@ def remove(
         )
     except ValidationError as exc:
         raise typer.Exit(invalid(exc)) from exc
-    with client_for(url, key, timeout=timeout) as ila:
-        code = answered(
-            lambda: ila.remove_linked_incidents(
-                request,
-                dry_run=dry_run,
-                respond_async=queued,
-                wait=not no_wait,
-                idempotency_key=idempotency_key,
-            ),
-            as_json=as_json,
-        )
+    code = act(
+        request,
+        dry_run=dry_run,
+        respond_async=queued,
+        wait=not no_wait,
+        idempotency_key=idempotency_key,
+        as_json=as_json,
+        url=url,
+        key=key,
+        timeout=timeout,
+    )
     raise typer.Exit(code)
 
 
@@ -389,7 +409,7 @@ def webhook_send(
             help="The webhook signing secret (one of the app's CONTRAFORCE_WEBHOOK_SECRETS). "
             "Default: make run's sandbox secret.",
         ),
-    ] = SANDBOX_WEBHOOK_SECRET,
+    ] = webhook.SANDBOX_WEBHOOK_SECRET,
     test: Annotated[
         bool,
         typer.Option(
@@ -404,7 +424,7 @@ def webhook_send(
     ] = "3f2a6c1e-8b7d-4c55-9a10-2f6e7d8c9b01",
     incident_id: Annotated[
         str, typer.Option(help="data.incidentId: the incident to unlink.")
-    ] = "6d1f0c2a-4e4b-4b8f-9d55-0a3c1b2e7f10",
+    ] = webhook.DEMO_INCIDENT_ID,
     classification: Annotated[
         str, typer.Option(help="data.classification (FalsePositive and BenignPositive unlink).")
     ] = "FalsePositive",
@@ -415,37 +435,22 @@ def webhook_send(
     key: Key = None,
 ) -> None:
     """Send a signed ContraForce event (agent.investigation.completed.v1) and print the answer."""
-    from shared.webhooks import sign  # noqa: PLC0415
-
-    body = json.dumps(
-        {
-            "type": UNLINKING_EVENT,
-            "timestamp": datetime.now(UTC).isoformat(),
-            "isTest": test,  # signed: the app trusts X-CF-Test only where the body agrees
-            "data": {
-                "accountId": workspace,
-                "incidentId": incident_id,
-                "source": "sentinel",
-                "classification": classification,
-            },
-        }
-    ).encode()
-    stamp = datetime.now(UTC).isoformat()
-    headers = {
-        "Content-Type": "application/json",
-        "X-CF-Schema": UNLINKING_EVENT,
-        "X-CF-Event-Id": event_id or str(uuid.uuid4()),
-        "X-CF-Timestamp": stamp,
-        "X-CF-Signature": sign(body, secret=secret.strip().encode(), timestamp=stamp),
-    }
-    if test:
-        headers["X-CF-Test"] = "true"
+    event = webhook.unlinking_event(
+        workspace=workspace,
+        classification=classification,
+        source="sentinel",
+        incident_id=incident_id,
+        is_test=test,
+    )
     base, function_key = target(url, key)
-    if function_key:
-        headers["x-functions-key"] = function_key
     try:
-        reply = httpx.post(
-            f"{base.rstrip('/')}/webhooks/contraforce", content=body, headers=headers
+        reply = webhook.send_event(
+            base,
+            event,
+            secret=secret,
+            function_key=function_key or None,
+            event_id=event_id,
+            test=test,
         )
     except httpx.TransportError as exc:
         stderr().print(f"[red]no answer from {base}[/]: {type(exc).__name__}: {exc}")

@@ -6,28 +6,30 @@
 Signs with `CONTRAFORCE_WEBHOOK_SECRETS` (first secret; `make run`'s sandbox secret by
 default), posts to `http://$HOST:$PORT/api/webhooks/contraforce` (the same `HOST` and `PORT`
 `make run` listens on; localhost:7071 by default) with the function key from
-`LOCAL_FUNCTION_KEY` (or `--key`), and prints the answer.
+`LOCAL_FUNCTION_KEY` (or `--key`), and prints the answer. It signs and posts through the same
+sender as `ila webhook send` (`ila.webhook`).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from typing import Any
 
 import httpx
 
+from ila.webhook import (
+    DEMO_INCIDENT_ID,
+    SANDBOX_WEBHOOK_SECRET,
+    send_event,
+    unlinking_event,
+    webhook_url,
+)
 from incident_link_api.contraforce import IncidentSource
 from local.sandbox.contraforce_state import DEMO_WORKSPACE_ID
-from shared.webhooks import UNLINKING_EVENT, sign
 
-SANDBOX_WEBHOOK_SECRET = "sandbox-webhook-secret"  # noqa: S105 - the sandbox's demo value
-DEMO_INCIDENT_ID = "6d1f0c2a-4e4b-4b8f-9d55-0a3c1b2e7f10"
+__all__ = ["SANDBOX_WEBHOOK_SECRET", "build_parser", "default_url", "main"]
 # A server listening on every address is reached on loopback.
 _WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "localhost"}  # noqa: S104 - mapped away
 
@@ -96,38 +98,24 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     return parser
 
 
-def event_body(args: argparse.Namespace) -> bytes:
-    data: dict[str, Any] = {
-        "accountId": args.workspace,
-        "source": args.source,
-        "classification": args.classification,
-    }
-    if args.number is not None:
-        data["incidentNumber"] = args.number
-    else:
-        data["incidentId"] = args.incident or DEMO_INCIDENT_ID
-    event = {"type": UNLINKING_EVENT, "timestamp": datetime.now(UTC).isoformat(), "data": data}
-    return json.dumps(event).encode()
-
-
 def main(argv: list[str] | None = None, env: Mapping[str, str] = os.environ) -> int:
     args = build_parser(env).parse_args(argv)
     secret = env.get("CONTRAFORCE_WEBHOOK_SECRETS", SANDBOX_WEBHOOK_SECRET).split(",")[0]
-    body = event_body(args)
-    stamp = datetime.now(UTC).isoformat()
-    url = f"{args.url.rstrip('/')}/webhooks/contraforce"
+    event = unlinking_event(
+        workspace=args.workspace,
+        classification=args.classification,
+        source=args.source,
+        incident_id=args.incident or DEMO_INCIDENT_ID,
+        incident_number=args.number,
+    )
+    url = webhook_url(args.url)
     try:
-        reply = httpx.post(
-            url,
-            content=body,
-            headers={
-                "Content-Type": "application/json",
-                "x-functions-key": args.key,
-                "X-CF-Schema": UNLINKING_EVENT,
-                "X-CF-Event-Id": args.event_id or str(uuid.uuid4()),
-                "X-CF-Timestamp": stamp,
-                "X-CF-Signature": sign(body, secret=secret.strip().encode(), timestamp=stamp),
-            },
+        reply = send_event(
+            args.url,
+            event,
+            secret=secret,
+            function_key=args.key,
+            event_id=args.event_id,
             timeout=30,
         )
     except httpx.HTTPError as exc:

@@ -15,12 +15,11 @@ from pathlib import Path
 import pytest
 import typer
 
-from ila.app import SANDBOX_WEBHOOK_SECRET, main
 from ila.app import app as ila_app
+from ila.app import main
 from local.azurite import Azurite
 from local.sandbox.contraforce_state import DEMO_WORKSPACE_ID
 from local.sandbox.faults import Fault, FaultKind, FaultPlan
-from local.send_webhook import SANDBOX_WEBHOOK_SECRET as LOCAL_SECRET
 from tests.e2e.conftest import FUNCTION_KEY, Stack
 
 ROOT = Path(__file__).parents[2]
@@ -336,13 +335,14 @@ def test_the_cli_extra_pins_what_requirements_dev_pins() -> None:
     assert all(pin in pinned for pin in extra)
 
 
-def test_the_default_webhook_secret_is_make_runs() -> None:
-    assert SANDBOX_WEBHOOK_SECRET == LOCAL_SECRET
+def test_the_console_script_is_ila_app_run() -> None:
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert scripts["scripts"] == {"ila": "ila.app:run"}
 
 
-def test_the_old_module_still_runs_ila() -> None:
+def test_python_m_ila_runs_ila() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "--help"],
+        [sys.executable, "-m", "ila", "--help"],
         cwd=ROOT,
         capture_output=True,
         text=True,
