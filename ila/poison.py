@@ -11,7 +11,8 @@ from rich.table import Table
 from ila.render import FAILURE, SUCCESS
 from shared import storage
 from shared.config import get_settings
-from shared.durable import replay_poison as replay
+from shared.core import Core
+from shared.durable.worker import replay_poison as replay
 from shared.errors import AppError, NotConfigured
 
 PEEK_LIMIT = 32  # Azure Queue Storage shows at most 32 messages without taking them
@@ -19,7 +20,7 @@ PEEK_LIMIT = 32  # Azure Queue Storage shows at most 32 messages without taking 
 
 async def _replay(limit: int) -> list[str]:
     try:
-        return await replay(get_settings(), limit=limit)
+        return await replay(Core.from_settings(get_settings()), limit=limit)
     finally:
         await storage.aclose()
 

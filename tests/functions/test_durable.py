@@ -396,7 +396,7 @@ async def test_transient_failure_waits_for_the_upstreams_retry_after_before_the_
 def replay_poison_command(azurite: Azurite) -> str:
     """The operator's command, as an operator runs it."""
     result = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "replay-poison"],
+        [sys.executable, "-m", "ila", "replay-poison"],
         env={
             "PATH": os.environ.get("PATH", ""),
             "AzureWebJobsStorage": azurite.connection_string_for(PRIVATE_ACCOUNT),
