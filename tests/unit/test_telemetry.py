@@ -218,7 +218,7 @@ def test_with_nothing_traced_a_queue_message_is_what_it_was_before_it_carried_a_
     None
 ):
     """Workers of the previous version read the messages of this one during a rollout."""
-    from shared.durable import QueuedWork  # noqa: PLC0415 - the storage path, loaded on use
+    from shared.durable.work import QueuedWork  # noqa: PLC0415 - the storage path, loaded on use
 
     assert telemetry.creation_context() is None
     assert (
