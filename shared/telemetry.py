@@ -51,6 +51,13 @@ CONNECTION_STRING_SETTING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
 NOT_INSTRUMENTED = ("httpx", "httpx2", "requests", "urllib", "urllib3")
 
 # Span attributes: OpenTelemetry's HTTP semantic conventions where one exists, ours otherwise.
+# The Azure Monitor exporter keeps no `http.*`, `url.*`, `peer.*` (and other standard) attribute
+# in a record's Properties (`_is_standard_attribute` in azure-monitor-opentelemetry-exporter's
+# trace exporter): it maps some to columns of a request or an HTTP dependency and drops the rest.
+# In Azure the app's span of a call is an in-process child of the host's request, where none of
+# them reach a column, so the route and the status are also recorded in our own namespace.
+ROUTE = "ila.route"
+STATUS_CODE = "ila.status_code"
 ATTEMPT = "ila.upstream.attempt"
 REQUEST_ID = "ila.upstream.request_id"
 RETRY_AFTER = "ila.upstream.retry_after"
@@ -252,6 +259,7 @@ class ServerSpan:
 
     def answered(self, status: int, *, operation_id: str, correlation_id: str) -> None:
         self.span.set_attribute("http.response.status_code", status)
+        self.span.set_attribute(STATUS_CODE, status)
         self.span.set_attribute(OPERATION_ID, operation_id)
         self.span.set_attribute(CORRELATION_ID, correlation_id)
         if status >= 500:  # a server's 4xx is not its error (semconv)
@@ -300,6 +308,7 @@ def http_server_span(
             "http.request.method": method,
             "http.route": route,
             "url.path": path,
+            ROUTE: route,
         },
         record_exception=False,
         set_status_on_exception=False,

@@ -90,7 +90,6 @@ resource poisonAlert 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
     scopes: [
       workspaceId
     ]
-    skipQueryValidation: true
     autoMitigate: true
     criteria: {
       allOf: [
@@ -127,7 +126,6 @@ resource failureRateAlert 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = 
     scopes: [
       workspaceId
     ]
-    skipQueryValidation: true
     autoMitigate: true
     criteria: {
       allOf: [
@@ -164,7 +162,6 @@ resource upstreamUnauthorizedAlert 'Microsoft.Insights/scheduledQueryRules@2022-
     scopes: [
       workspaceId
     ]
-    skipQueryValidation: true
     autoMitigate: true
     criteria: {
       allOf: [
@@ -211,12 +208,11 @@ resource serverErrorsAlert 'Microsoft.Insights/scheduledQueryRules@2022-06-15' =
     scopes: [
       workspaceId
     ]
-    skipQueryValidation: true
     autoMitigate: true
     criteria: {
       allOf: [
         {
-          query: 'union (AppRequests | where toint(ResultCode) >= 500 | project TimeGenerated, Name, status = toint(ResultCode)), (AppDependencies | where isnotempty(Properties["http.route"]) and toint(Properties["http.response.status_code"]) >= 500 | project TimeGenerated, Name, status = toint(Properties["http.response.status_code"]))'
+          query: 'union (AppRequests | where toint(ResultCode) >= 500 | project TimeGenerated, Name, status = toint(ResultCode)), (AppDependencies | where DependencyType == "InProc" and isnotempty(Properties["ila.route"]) and toint(Properties["ila.status_code"]) >= 500 | project TimeGenerated, Name, status = toint(Properties["ila.status_code"]))'
           timeAggregation: 'Count'
           operator: 'GreaterThan'
           threshold: 0

@@ -758,6 +758,10 @@ def alert_rules(t: Templates, known: set[str]) -> list[str]:
             rule.get("properties", "actions", "actionGroups"),
             want="actionGroups",
         )
+        # Azure validates a rule's query at deployment unless told not to: an unknown table or
+        # column is then a deployment error, not an alert that can never fire.
+        if rule.get("properties", "skipQueryValidation") is not None:
+            problems.append(f"{where} sets skipQueryValidation: Azure must validate its query")
         [criterion, *more] = rule.get("properties", "criteria", "allOf") or [{}]
         if more:
             problems.append(f"{where} has more than one criterion")
