@@ -153,7 +153,7 @@ def operator_commands(env: Mapping[str, str], *, key: str, azurite: str | None) 
             "# Send a signed ContraForce webhook (queued: 202 + Location, then applied)",
             f"{prefix} .venv/bin/python -m local.send_webhook",
             "# Move poisoned queue work back to the queue (after fixing what poisoned it)",
-            f"{storage}.venv/bin/python -m shared.cli replay-poison",
+            f"{storage}.venv/bin/python -m ila replay-poison",
             "",
         ]
     )
