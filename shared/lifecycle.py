@@ -154,6 +154,20 @@ def phase(header: OperationHeader, now: datetime) -> Phase:
             return Phase.POISONED if header.retryable else Phase.DONE
 
 
+def recoverable(header: OperationHeader, now: datetime) -> bool:
+    """Is this operation's run lost, so a recovery message must run it? Its lease ran out
+    (its runner died), or it never ran (its host died between accepting it and leasing or
+    queueing it). A queued retry (QUEUED after an attempt) has its own message; a live lease
+    is looked at again when it ends; a final operation needs nothing."""
+    match phase(header, now):
+        case Phase.LEASE_EXPIRED:
+            return True
+        case Phase.QUEUED:
+            return header.attempts == 0
+        case Phase.RUNNING | Phase.DONE | Phase.POISONED | Phase.SKIPPED:
+            return False
+
+
 def allowed(move: Move, header: OperationHeader, now: datetime) -> bool:
     """Does the table allow `move` from this operation's phase at `now`?"""
     return (phase(header, now), move) in TRANSITIONS

@@ -115,6 +115,8 @@ async def perform(request: ActionRequest, core: Core, *, steps: Steps | None = N
     check_fits(request.operation_id, request.commands, prefix="items")
     storage = await core.open_storage()
     store = operations.record_store(storage, settings)
+    # Before the record: if this host dies at any point after it, the message resumes it.
+    await attempt.send_recovery(storage, request.operation_id, settings)
     keys = [caller_key_row(request.idempotency_key)] if request.idempotency_key else []
     claim = await operations.accept(
         store,
@@ -136,6 +138,7 @@ async def perform(request: ActionRequest, core: Core, *, steps: Steps | None = N
             store=store,
             upstreams=core.upstreams,
             settings=settings,
+            watch=storage if claim.existing else None,  # a new one has its message already
             mode="sync",
             clock=core.clock,
             steps=steps or attempt.no_steps,
@@ -193,7 +196,7 @@ async def receive_delivery(
     Deduplicated on its event id *and* on its signed content, so a replay under a new event
     id never acts twice."""
     from shared import webhooks  # noqa: PLC0415 - the storage path
-    from shared.durable import operations  # noqa: PLC0415
+    from shared.durable import attempt, operations  # noqa: PLC0415
     from shared.durable.store import webhook_key_rows  # noqa: PLC0415
 
     decision = webhooks.decide(
@@ -206,6 +209,8 @@ async def receive_delivery(
         return Acknowledged(delivery.event_id)
     storage = await core.open_storage()
     store = operations.record_store(storage, core.settings)
+    if decision.skipped is None:  # before the record: resumes it if this host dies after
+        await attempt.send_recovery(storage, operation_id, core.settings)
     keys = webhook_key_rows(delivery.event_id, delivery.signed_content)
     claim = await operations.accept(
         store,

@@ -39,6 +39,9 @@ Steps = Callable[[str], Awaitable[None]]
 # How the attempt was started: in the request that asked for it, or by the queue worker.
 Mode = Literal["sync", "queued"]
 LEASE_MARGIN_SECONDS = 5.0
+# How long after a lease runs out its recovery message becomes visible: enough for the
+# lease's holder, if it lives, to have recorded or renewed.
+RECOVERY_MARGIN_SECONDS = 10.0
 
 
 def _now() -> datetime:
@@ -130,6 +133,27 @@ class _Lease:
             logger.exception("operation=%s lease renewal failed", self.header.operation_id)
 
 
+def recovery_delay(settings: Settings) -> float:
+    """When a recovery message sent with a lease becomes visible: once that lease ran out."""
+    return lease_hold(settings).total_seconds() + RECOVERY_MARGIN_SECONDS
+
+
+async def send_recovery(storage: Storage, operation_id: str, settings: Settings) -> None:
+    """Queue the message that resumes `operation_id` if the run about to start is lost. A
+    failure to send is logged, not raised: the run goes on, and only a crash now would need
+    the message."""
+    from azure.core.exceptions import AzureError  # noqa: PLC0415 - the storage SDK, loaded on use
+
+    try:
+        await send_work(
+            storage, QueuedWork.recovery_of(operation_id), delay=recovery_delay(settings)
+        )
+    except AzureError as exc:
+        logger.warning(
+            "operation=%s recovery message not queued (%s)", operation_id, type(exc).__name__
+        )
+
+
 @stamina.retry(on=StoreUnavailable, attempts=4, wait_initial=0.2, wait_max=2.0, timeout=10.0)
 async def _store_answer(store: RecordStore, row: CommandRow) -> CommandRow:
     """An answer is written until it sticks (a failed write after an effect is retried)."""
@@ -144,11 +168,14 @@ async def run_attempt(
     upstreams: Upstreams,
     settings: Settings,
     queue: Storage | None = None,
+    watch: Storage | None = None,
     mode: Mode = "queued",
     clock: Clock = _now,
     steps: Steps = no_steps,
 ) -> Operation:
-    """Lease `operation`, run the commands still pending, and record the result.
+    """Lease `operation`, run the commands still pending, and record the result. With
+    `queue`, a transient failure is queued again (or poisoned); with `watch`, a recovery
+    message is queued with the lease, so a crash of this run is resumed once it runs out.
 
     Returns the operation as this attempt left it, which is the truth even when the last
     write failed after upstream effects (the store then still says SENT, which a later
@@ -159,6 +186,8 @@ async def run_attempt(
         header = await store.save_header(header)
     except Conflict as exc:
         raise LeaseHeld(operation.operation_id) from exc
+    if watch is not None:
+        await send_recovery(watch, operation.operation_id, settings)
     await steps("leased")
     rows = {row.index: lifecycle.takeover(row) for row in operation.commands}
     gate = asyncio.Semaphore(settings.bulk_concurrency)

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from datetime import datetime
 
 from shared import lifecycle, telemetry
 from shared.core import Clock, Core
-from shared.durable.attempt import Steps, no_steps, run_attempt
+from shared.durable.attempt import RECOVERY_MARGIN_SECONDS, Steps, no_steps, run_attempt
 from shared.durable.operations import Operation, read, record_store
 from shared.durable.store import Conflict, RecordStore
 from shared.durable.work import QueuedWork, send_work
 from shared.errors import StoreUnavailable
 from shared.lifecycle import LeaseHeld, Phase
+from shared.storage import Storage
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +39,15 @@ async def process_message(
         return None
     header = operation.header
     now = clock()
+    if work.recovery:
+        if not lifecycle.recoverable(header, now):
+            return await _recovery_not_needed(storage, work, operation, now)
+        logger.warning(
+            "operation=%s recovering: its run was lost (%s, %d attempt(s))",
+            operation_id,
+            lifecycle.phase(header, now).value,
+            header.attempts,
+        )
     match lifecycle.phase(header, now):
         case Phase.DONE | Phase.POISONED | Phase.SKIPPED:
             logger.info(
@@ -65,6 +76,7 @@ async def process_message(
                 upstreams=core.upstreams,
                 settings=settings,
                 queue=storage,
+                watch=storage,
                 clock=clock,
                 steps=steps,
             )
@@ -76,6 +88,18 @@ async def process_message(
                 await _note_failure(store, operation_id, exc, dequeue_count, clock)
                 telemetry.record_poisoned("delivery_failed")
             raise
+
+
+async def _recovery_not_needed(
+    storage: Storage, work: QueuedWork, operation: Operation, now: datetime
+) -> Operation:
+    """A recovery message for an operation that does not need it: dropped, unless a live lease
+    holds the operation, when it looks again once that lease would have run out."""
+    header = operation.header
+    if lifecycle.phase(header, now) is Phase.RUNNING and header.lease_until is not None:
+        wait = (header.lease_until - now).total_seconds() + RECOVERY_MARGIN_SECONDS
+        await send_work(storage, work, delay=wait)
+    return operation
 
 
 async def _note_failure(
