@@ -1,8 +1,9 @@
 """The API description, generated from the same pydantic models the app parses and answers with.
 
 One concern: the OpenAPI 3.1 document (`openapi()`, JSON Schema 2020-12, as pydantic emits it)
-and its routes. `shared.swagger` turns it into Swagger 2.0 for the Logic Apps *HTTP + Swagger* action and Power Platform custom connectors,
-which take 2.0 only: every operation has an `operationId` and a `summary`, parameters an
+and its routes. `shared.swagger` turns it into Swagger 2.0 for the Logic Apps *HTTP + Swagger*
+action and Power Platform custom connectors, which take 2.0 only: every operation has an
+`operationId` and a `summary`, parameters an
 `x-ms-summary`, the optional headers and flags `x-ms-visibility: advanced`, nullable unions
 become `x-nullable`, `host` is the app's public host name, and the async 202 + `Location`
 pattern is declared where it applies. Both are built once per process, on first request.
