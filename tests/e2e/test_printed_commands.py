@@ -132,7 +132,7 @@ def test_the_banner_prints_the_port_the_simulators_and_the_commands(printed: Pri
     assert len(printed.sandbox_bases()) == 2
     assert printed.lines(rf"^PORT={printed.port} LOCAL_FUNCTION_KEY={KEY} .*local\.send_webhook$")
     assert printed.lines(
-        r"^AzureWebJobsStorage='.*' \.venv/bin/python -m shared\.cli replay-poison"
+        r"^AzureWebJobsStorage='.*' \.venv/bin/python -m ila replay-poison"
     )
 
 
