@@ -131,9 +131,7 @@ def test_the_banner_prints_the_port_the_simulators_and_the_commands(printed: Pri
     assert f"http://localhost:{printed.port}/api" in printed.banner
     assert len(printed.sandbox_bases()) == 2
     assert printed.lines(rf"^PORT={printed.port} LOCAL_FUNCTION_KEY={KEY} .*local\.send_webhook$")
-    assert printed.lines(
-        r"^AzureWebJobsStorage='.*' \.venv/bin/python -m ila replay-poison"
-    )
+    assert printed.lines(r"^AzureWebJobsStorage='.*' \.venv/bin/python -m ila replay-poison")
 
 
 def test_banner_faults_then_curl_examples_work_as_printed(fresh: Printed) -> None:
