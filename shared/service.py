@@ -32,7 +32,6 @@ if TYPE_CHECKING:  # the storage path loads with its first use (a direct call ne
     from shared.durable.attempt import Steps
     from shared.durable.operations import Claim, Operation
     from shared.durable.store import RecordStore
-    from shared.lifecycle import Phase
     from shared.routes import RouteKind
     from shared.storage import Storage
 
@@ -159,7 +158,10 @@ async def _enqueue(storage: Storage, store: RecordStore, claim: Claim, core: Cor
     operation = claim.operation
     now = core.clock()
     current = lifecycle.phase(operation.header, now)
-    if claim.existing and not _lost(current, operation):
+    # A repeat is queued again only if its work may be gone: poisoned, or a lost run (lease
+    # expired, or never ran). A duplicate message is harmless: runners lease.
+    lost = current is Phase.POISONED or lifecycle.recoverable(operation.header, now)
+    if claim.existing and not lost:
         return operation
     if current is Phase.POISONED:  # failed transiently: a repeat gives it a fresh budget
         header = lifecycle.reopen(
@@ -172,21 +174,6 @@ async def _enqueue(storage: Storage, store: RecordStore, claim: Claim, core: Cor
     await work.send_work(storage, work.QueuedWork.queued_here(operation.operation_id), delay=0)
     logger.info("operation=%s queued (repeat=%s)", operation.operation_id, claim.existing)
     return operation
-
-
-def _lost(current: Phase, operation: Operation) -> bool:
-    """Could this operation's queue message be gone? If it failed transiently (poisoned), if
-    its runner died (lease expired), or if it never ran (the first send may have failed after
-    the record was written). A duplicate message is harmless: runners lease."""
-    from shared.lifecycle import Phase  # noqa: PLC0415 - the storage path
-
-    match current:
-        case Phase.POISONED | Phase.LEASE_EXPIRED:
-            return True
-        case Phase.QUEUED:
-            return operation.header.attempts == 0
-        case Phase.RUNNING | Phase.DONE | Phase.SKIPPED:
-            return False
 
 
 async def receive_delivery(
