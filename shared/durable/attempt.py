@@ -292,6 +292,13 @@ async def _record(
         if queue is not None:
             reason += "; moved to the poison queue (replay: ila replay-poison)"
         header = lifecycle.record(header, status=status, now=now, retryable=True, reason=reason)
+    # The retry's (or the poison queue's) message goes first: a crash between it and the
+    # record leaves an expired lease, which the message (or the recovery message) resumes;
+    # the other order would leave a queued retry that no message ever runs.
+    if queue is not None and delay is not None:
+        await send_work(queue, QueuedWork.queued_here(header.operation_id), delay=delay)
+    elif queue is not None and header.retryable:
+        await send_work(queue, QueuedWork.queued_here(header.operation_id), delay=0, poison=True)
     try:
         header = await store.save_header(header)
     except Conflict:
@@ -303,10 +310,7 @@ async def _record(
         )
         return Operation(header, rows)
     await steps("recorded")
-    if queue is not None and delay is not None:
-        await send_work(queue, QueuedWork.queued_here(header.operation_id), delay=delay)
-    elif queue is not None and header.retryable:
-        await send_work(queue, QueuedWork.queued_here(header.operation_id), delay=0, poison=True)
+    if queue is not None and delay is None and header.retryable:
         telemetry.record_poisoned("attempts_exhausted")
         logger.warning(
             "operation=%s poisoned after %d attempts", header.operation_id, header.attempts
