@@ -37,9 +37,11 @@ from shared.errors import (
     RequestRejected,
     UnsupportedMediaType,
 )
+from shared.logsafe import clip
 
 M = TypeVar("M", bound=BaseModel)
 _ECHO_LIMIT = 64
+_SUMMARY_LIMIT = 1000  # characters of a validation failure's one-line summary
 DRY_RUN: Final = "dryRun"
 # The function key (`?code=`) is the host's business; every other parameter must be known.
 _HOST_PARAMETERS: Final = frozenset({"code"})
@@ -80,7 +82,7 @@ def read_json(incoming: Incoming, *, max_bytes: int) -> Any:
     """The body as JSON, or the reason it is not acceptable."""
     media_type = (incoming.content_type or "").split(";", 1)[0].strip().lower()
     if media_type != "application/json" and not media_type.endswith("+json"):
-        shown = media_type or "none"
+        shown = clip(media_type, _ECHO_LIMIT) if media_type else "none"
         raise UnsupportedMediaType(
             f"Content-Type must be application/json, got {shown}",
             errors={"Content-Type": [f"must be application/json, got {shown}"]},
@@ -134,7 +136,10 @@ def json_path(loc: tuple[int | str, ...], prefix: str = "") -> str:
 
 
 def parse(model: type[M], data: Any, *, prefix: str = "") -> M:
-    """Validate `data` as `model`; errors are keyed by JSON path and say what was wrong."""
+    """Validate `data` as `model`; errors are keyed by JSON path and say what was wrong.
+
+    A path is made of the caller's own member names, so it is clipped and escaped
+    (`shared.logsafe.clip`) before it goes into the answer or the message that is logged."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -146,9 +151,12 @@ def parse(model: type[M], data: Any, *, prefix: str = "") -> M:
                 shown = repr(value)
                 if len(shown) <= _ECHO_LIMIT:
                     message += f", got {shown}"
-            errors.setdefault(json_path(tuple(err["loc"]), prefix), []).append(message)
+            path = clip(json_path(tuple(err["loc"]), prefix))
+            errors.setdefault(path, []).append(clip(message))
         summary = "; ".join(f"{path or 'body'}: {'; '.join(msgs)}" for path, msgs in errors.items())
-        raise InvalidPayload(f"invalid request: {summary}", errors=errors) from exc
+        raise InvalidPayload(
+            f"invalid request: {clip(summary, _SUMMARY_LIMIT)}", errors=errors
+        ) from exc
 
 
 def dry_run_requested(incoming: Incoming) -> bool:

@@ -15,6 +15,12 @@ extension members: `operationId`, `upstream`, `upstreamStatus`, `retryAfter`, `s
 | UpstreamUnavailable       | 503 + Retry-After      | UPSTREAM_UNAVAILABLE          |
 | not applied (no error)    | 409                    | NOT_APPLIED                   |
 | anything else             | 500                    | INTERNAL_ERROR                |
+
+Every status from 100 to 599 has a title (`status_title`): the standard phrase where
+`http.HTTPStatus` knows one, else its class's generic name with the number ("Client Error 499",
+"Server Error 520"), so an upstream's own status never turns into our 500. Text that came from a
+caller or an upstream (`errors` member names and messages, `detail`) is clipped and escaped
+(`shared.logsafe.clip`): a 200 KB field name is never a 400 KB answer.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Final
 
 from pydantic import Field
 
@@ -38,9 +44,22 @@ from shared.errors import (
     UpstreamRejected,
     UpstreamUnavailable,
 )
+from shared.logsafe import clip
 
 PROBLEM_JSON = "application/problem+json"
 DEFAULT_RETRY_AFTER_SECONDS = 30
+# RFC 9110 section 15: the first digit names the class; a status with no registered phrase is
+# named by its class.
+_CLASSES: Final = {
+    1: "Informational",
+    2: "Success",
+    3: "Redirection",
+    4: "Client Error",
+    5: "Server Error",
+}
+_STANDARD_TITLES: Final = {status.value: status.phrase for status in HTTPStatus}
+MAX_DETAIL_CHARS = 1000  # of a caller's or an upstream's text in `detail` or an `errors` message
+MAX_ERRORS = 100  # `errors` members shown; the rest are counted under "…"
 
 
 class Problem(CamelModel):
@@ -73,25 +92,45 @@ class Problem(CamelModel):
         return {**self.model_dump(mode="json", by_alias=True, exclude_none=True), **extra}
 
 
-def _title(status: int) -> str:
-    return HTTPStatus(status).phrase
+def status_title(status: int) -> str:
+    """A problem's `title` for any status: the standard phrase, else a generic one."""
+    standard = _STANDARD_TITLES.get(status)
+    if standard is not None:
+        return standard
+    kind = _CLASSES.get(status // 100)
+    return f"{kind} {status}" if kind else f"HTTP Status {status}"
+
+
+def bounded_errors(errors: dict[str, list[str]] | None) -> dict[str, list[str]] | None:
+    """`errors` with every member name and message clipped, and at most MAX_ERRORS members."""
+    if not errors:
+        return None
+    bounded: dict[str, list[str]] = {}
+    for index, (name, messages) in enumerate(errors.items()):
+        if index == MAX_ERRORS:
+            bounded["…"] = [f"{len(errors) - MAX_ERRORS} more member(s) not shown"]
+            break
+        shown = bounded.setdefault(clip(name), [])
+        shown.extend(clip(message, MAX_DETAIL_CHARS) for message in messages[:MAX_ERRORS])
+    return bounded
 
 
 def item_error(exc: UpstreamError) -> ItemError:
-    """What an upstream error means for the items it concerned."""
+    """What an upstream error means for the items it concerned; the upstream's own text
+    (message, code, request id, `errors`) clipped once, here."""
     if isinstance(exc, UpstreamRejected):
         return ItemError(
             kind="auth_rejected" if isinstance(exc, UpstreamAuthRejected) else "rejected",
-            message=exc.message,
-            code=exc.code,
+            message=clip(exc.message, MAX_DETAIL_CHARS),
+            code=None if exc.code is None else clip(exc.code),
             upstream_status=exc.status,
-            request_id=exc.request_id,
-            errors=exc.errors or None,
+            request_id=None if exc.request_id is None else clip(exc.request_id),
+            errors=bounded_errors(exc.errors),
         )
     unavailable = exc if isinstance(exc, UpstreamUnavailable) else None
     return ItemError(
         kind="unavailable",
-        message=exc.message,
+        message=clip(exc.message, MAX_DETAIL_CHARS),
         upstream_status=unavailable.status if unavailable else None,
         retry_after=unavailable.retry_after if unavailable else None,
     )
@@ -107,7 +146,7 @@ def from_upstream(upstream: Upstream, error: ItemError) -> Problem:
     if error.kind == "unavailable":
         wait = error.retry_after if error.retry_after is not None else DEFAULT_RETRY_AFTER_SECONDS
         return Problem(
-            title=_title(503),
+            title=status_title(503),
             status=503,
             detail=f"{error.message}; try again later",
             code="UPSTREAM_UNAVAILABLE",
@@ -116,7 +155,7 @@ def from_upstream(upstream: Upstream, error: ItemError) -> Problem:
         )
     if error.kind == "auth_rejected":
         return Problem(
-            title=_title(502),
+            title=status_title(502),
             status=502,
             detail=f"{upstream} refused this app's credentials ({error.message}); an operator "
             "must fix the configured credentials",
@@ -126,7 +165,7 @@ def from_upstream(upstream: Upstream, error: ItemError) -> Problem:
     if error.kind == "rejected":
         status = error.upstream_status or 400
         return Problem(
-            title=_title(status),
+            title=status_title(status),
             status=status,
             detail=error.message,
             code=error.code or "UPSTREAM_REJECTED",
@@ -134,7 +173,7 @@ def from_upstream(upstream: Upstream, error: ItemError) -> Problem:
             **common,
         )
     return Problem(
-        title=_title(409),
+        title=status_title(409),
         status=409,
         detail=error.message,
         code="NOT_APPLIED",
@@ -146,15 +185,15 @@ def from_error(exc: Exception) -> Problem:
     """The answer for any exception that reached the edge."""
     if isinstance(exc, RequestRejected):
         return Problem(
-            title=_title(exc.status),
+            title=status_title(exc.status),
             status=exc.status,
-            detail=exc.message,
+            detail=clip(exc.message, MAX_DETAIL_CHARS),
             code=exc.code,
-            errors=exc.errors or None,
+            errors=bounded_errors(exc.errors),
         )
     if isinstance(exc, NotConfigured):
         return Problem(
-            title=_title(503),
+            title=status_title(503),
             status=503,
             detail=f"the app is not configured for this action: {exc.message}",
             code="NOT_CONFIGURED",
@@ -164,11 +203,11 @@ def from_error(exc: Exception) -> Problem:
         return from_upstream(exc.upstream, item_error(exc))
     if isinstance(exc, StoreUnavailable):
         return Problem(
-            title=_title(503),
+            title=status_title(503),
             status=503,
             detail=f"{exc.message}; the request was not accepted, retry it",
             code="STORE_UNAVAILABLE",
             retry_after=DEFAULT_RETRY_AFTER_SECONDS,
         )
     detail = exc.message if isinstance(exc, AppError) else "unexpected error; see the app's logs"
-    return Problem(title=_title(500), status=500, detail=detail, code="INTERNAL_ERROR")
+    return Problem(title=status_title(500), status=500, detail=detail, code="INTERNAL_ERROR")
