@@ -8,9 +8,11 @@ disagree on the signature form, so both are accepted:
   ISO 8601 `X-CF-Timestamp`;
 - samples: `X-CF-Signature: sha256=<hex>` over `"{unix seconds}." + body`.
 
-A `sha256=` prefix means hex, else Base64; a numeric timestamp means Unix seconds, else ISO.
-The timestamp must be within 5 minutes of our clock, either way; every configured secret is
-tried (rotation), and comparisons are constant-time.
+A `sha256=` prefix means hex, else Base64; a timestamp of ASCII digits means Unix seconds, else
+ISO 8601 with a time zone. The timestamp must be within 5 minutes of our clock, either way; one
+that is neither form, or names a moment no clock can hold (`1e18` seconds), is a 401 like any
+other malformed signature header. Every configured secret is tried (rotation), and comparisons
+are constant-time.
 
 Mapping is a small declared policy: `agent.investigation.completed.v1` with a classification
 in `WEBHOOK_UNLINK_CLASSIFICATIONS` unlinks the incident's service ticket; every other event
@@ -20,6 +22,10 @@ Only the timestamp and the body are signed, so only they decide: the event type 
 `type` (never `X-CF-Schema` alone), and a delivery is a test only when the body says
 `"isTest": true` (an `X-CF-Test` header the body does not back is ignored). Replays are caught
 downstream by deduplicating on the signed content as well as on `X-CF-Event-Id`.
+
+The body is read strictly where the policy decides on it: `isTest` must be a JSON boolean
+(`"true"`, a string, is a 400, not a test), `incidentNumber` an integer or a string of digits
+(`true` is a 400, never incident "1").
 """
 
 from __future__ import annotations
@@ -32,19 +38,23 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Annotated
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StrictBool
 
 from incident_link_api.commands import UnlinkTicket
 from incident_link_api.contraforce import IncidentReference
 from shared.errors import InvalidPayload, InvalidSignature
 from shared.intake import decode_json, parse
+from shared.logsafe import clip
 
 TOLERANCE_SECONDS = 300
 UNLINKING_EVENT = "agent.investigation.completed.v1"
 MAX_HEADER = 512
 MAX_SHOWN = 100  # characters of an event's own text kept in a reason or a log line
+# Unix seconds: at most 11 digits (year 5138), so no conversion overflows the platform's clock.
+_MAX_UNIX_DIGITS = 11
 
 logger = logging.getLogger(__name__)
 
@@ -71,12 +81,26 @@ def _header(headers: Mapping[str, str], name: str) -> str:
 
 
 def _parse_timestamp(text: str) -> datetime:
-    if text.isdigit():
+    """Unix seconds or ISO 8601 with a zone; `InvalidSignature` for anything else."""
+    try:
+        return _moment(text)
+    except (ValueError, OverflowError, OSError) as exc:
+        raise InvalidSignature(
+            f"X-CF-Timestamp is neither Unix seconds nor an ISO 8601 time with a zone "
+            f"({type(exc).__name__})",
+            errors={"X-CF-Timestamp": ["is not Unix seconds or ISO 8601 with a time zone"]},
+        ) from exc
+
+
+def _moment(text: str) -> datetime:
+    if text.isascii() and text.isdigit():
+        if len(text) > _MAX_UNIX_DIGITS:
+            raise ValueError("too many digits for Unix seconds")
         return datetime.fromtimestamp(int(text), tz=UTC)
     moment = datetime.fromisoformat(text)
     if moment.tzinfo is None:
         raise ValueError("timestamp has no time zone")
-    return moment
+    return moment.astimezone(UTC)
 
 
 def _candidates(signature: str) -> list[bytes]:
@@ -103,7 +127,7 @@ def verify(
         return _verify(headers, body, secrets=secrets, now=now, authorization=authorization)
     except InvalidSignature:
         raise
-    except (ValueError, TypeError, OverflowError, binascii.Error) as exc:
+    except (ValueError, TypeError, OverflowError, OSError, binascii.Error) as exc:
         raise InvalidSignature(
             f"webhook signature headers are malformed ({type(exc).__name__})",
             errors={"X-CF-Signature": ["is malformed"]},
@@ -175,6 +199,23 @@ def sign(body: bytes, *, secret: bytes, timestamp: str, hex_form: bool = False) 
 # ---- events → commands ---------------------------------------------------------------------
 
 
+_MAX_NUMBER_DIGITS = 64
+
+
+def _incident_number(value: object) -> str:
+    """ContraForce's `incidentNumber` is a JSON integer; a string of digits is taken too. A
+    boolean (to Python, `true` is the integer 1), a float or any other text is refused."""
+    if type(value) is int and value >= 0:
+        value = str(value)
+    digits = isinstance(value, str) and value.isascii() and value.isdigit()
+    if digits and len(str(value)) <= _MAX_NUMBER_DIGITS:
+        return str(value)
+    raise ValueError(f"must be an integer or a string of at most {_MAX_NUMBER_DIGITS} digits")
+
+
+_IncidentNumber = Annotated[str, PlainValidator(_incident_number)]
+
+
 class _EventData(BaseModel):
     """The fields of an event's `data` the policy reads; everything else is ignored."""
 
@@ -183,7 +224,7 @@ class _EventData(BaseModel):
     account_id: UUID | None = Field(default=None, alias="accountId")
     workspace_id: UUID | None = Field(default=None, alias="workspaceId")
     incident_id: str | None = Field(default=None, alias="incidentId", max_length=128)
-    incident_number: int | str | None = Field(default=None, alias="incidentNumber")
+    incident_number: _IncidentNumber | None = Field(default=None, alias="incidentNumber")
     source: str | None = Field(default=None, max_length=64)
     classification: str | None = Field(default=None, max_length=64)
 
@@ -192,7 +233,7 @@ class _Event(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
     type: str | None = None
-    is_test: bool | None = Field(default=None, alias="isTest")
+    is_test: StrictBool | None = Field(default=None, alias="isTest")
     data: _EventData = Field(default_factory=_EventData)
 
 
@@ -207,8 +248,9 @@ class Decision:
 
 
 def _shown(text: str) -> str:
-    """An event's own text, bounded before it goes into a stored reason or a log line."""
-    return repr(text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + "…")
+    """An event's own text, quoted, escaped and bounded before it goes into a stored reason or
+    a log line."""
+    return f"'{clip(text, MAX_SHOWN)}'"
 
 
 def decide(delivery: Delivery, *, unlink_classifications: frozenset[str]) -> Decision:
@@ -234,7 +276,7 @@ def decide(delivery: Delivery, *, unlink_classifications: frozenset[str]) -> Dec
             "WEBHOOK_UNLINK_CLASSIFICATIONS",
         )
     workspace = data.workspace_id or data.account_id
-    number = None if data.incident_number is None else str(data.incident_number)
+    number = data.incident_number
     if workspace is None or not (data.incident_id or number):
         raise InvalidPayload(
             "event lacks the workspace (data.accountId) or the incident (data.incidentId)",
