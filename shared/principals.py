@@ -14,7 +14,13 @@ Service Authentication any client can send it. The platform tells the app by set
 - `None`: no principal to check (authentication is off, or the request carries no token:
   a function-key caller, a ContraForce webhook);
 - a `Principal` whose client (`appid` / `azp`) or object id (`oid`) is in `ALLOWED_PRINCIPALS`;
-- or raises `Forbidden` (403) for any other principal, and for a header it cannot read.
+- or raises `Forbidden` (403, problem+json) for any other principal, for one another identity
+  provider vouches for (`auth_typ` is not Entra's `aad`: App Service Authentication also
+  signs in GitHub, Google, Apple... callers), and for a header it cannot read.
+
+Reading the header is bounded before any JSON is parsed: at most 16 KB of base64, nested at
+most `_MAX_DEPTH` levels (the document is three deep; 5,000 levels would exhaust Python's
+recursion limit), at most `_MAX_CLAIMS` claims. Whatever goes wrong is a 403, never a 500.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from dataclasses import dataclass
 
 from shared.config import get_settings
 from shared.errors import Forbidden
+from shared.logsafe import clip
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +47,9 @@ OBJECT_ID_CLAIM = "http://schemas.microsoft.com/identity/claims/objectidentifier
 _CLIENT_CLAIMS = ("appid", "azp")
 _OBJECT_CLAIMS = (OBJECT_ID_CLAIM, "oid")
 _MAX_HEADER_CHARS = 16_384
+_MAX_DEPTH = 8  # {claims: [{typ, val}]} is 3 deep
+_MAX_CLAIMS = 512
+ENTRA_ID_PROVIDER = "aad"  # `auth_typ` (and X-MS-CLIENT-PRINCIPAL-IDP) for Microsoft Entra ID
 
 
 @dataclass(frozen=True)
@@ -66,15 +76,41 @@ def authentication_enabled(environ: Mapping[str, str] = os.environ) -> bool:
     return environ.get(AUTH_ENABLED_SETTING, "").strip().lower() == "true"
 
 
+def _nesting(text: str, *, limit: int) -> None:
+    """Raise when JSON `text` nests arrays or objects deeper than `limit` (strings skipped)."""
+    depth = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                raise ValueError(f"nested deeper than {limit} levels")
+        elif char in "]}":
+            depth -= 1
+
+
 def _claims(value: str) -> tuple[str, dict[str, str]]:
     """The identity provider and the first value of each claim type; raises on anything else."""
     if len(value) > _MAX_HEADER_CHARS:
         raise ValueError("too long")
     text = value.strip()
-    document = json.loads(base64.b64decode(text + "=" * (-len(text) % 4), validate=True))
+    decoded = base64.b64decode(text + "=" * (-len(text) % 4), validate=True).decode()
+    _nesting(decoded, limit=_MAX_DEPTH)
+    document = json.loads(decoded)
     claims = document["claims"]
     if not isinstance(claims, list):
         raise TypeError("claims is not a list")
+    if len(claims) > _MAX_CLAIMS:
+        raise ValueError(f"more than {_MAX_CLAIMS} claims")
     values: dict[str, str] = {}
     for claim in claims:
         typ, val = claim["typ"], claim["val"]
@@ -88,11 +124,19 @@ def read_principal(value: str) -> Principal:
     """Decode an `X-MS-CLIENT-PRINCIPAL` value; `Forbidden` when it is not one."""
     try:
         provider, values = _claims(value)
-    except (ValueError, TypeError, KeyError, AttributeError, binascii.Error) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError, binascii.Error) as exc:
         raise Forbidden(
             "the caller's identity (X-MS-CLIENT-PRINCIPAL) could not be read",
             errors={"X-MS-CLIENT-PRINCIPAL": ["is not a base64 JSON principal with claims"]},
+            code="PRINCIPAL_UNREADABLE",
         ) from exc
+    if provider != ENTRA_ID_PROVIDER:
+        raise Forbidden(
+            f"the caller signed in with {clip(provider, 32)!r}, not Microsoft Entra ID "
+            f"({ENTRA_ID_PROVIDER!r}): only Entra callers may use this app",
+            errors={"X-MS-CLIENT-PRINCIPAL": [f"auth_typ must be {ENTRA_ID_PROVIDER!r}"]},
+            code="PRINCIPAL_NOT_ENTRA",
+        )
     return Principal(
         identity_provider=provider,
         client_id=next((values[c] for c in _CLIENT_CLAIMS if values.get(c)), None),
@@ -119,10 +163,10 @@ def authorize(
     principal = read_principal(value)
     permitted = allowed() if allowed is not None else get_settings().allowed_principal_ids()
     if not principal.ids & permitted:
-        logger.info("refused Entra caller %s: not in ALLOWED_PRINCIPALS", principal.caller)
+        logger.info("refused Entra caller %s: not in ALLOWED_PRINCIPALS", clip(principal.caller))
         raise Forbidden(
-            f"the Entra caller (client {principal.client_id or 'unknown'}, object "
-            f"{principal.object_id or 'unknown'}) is not in ALLOWED_PRINCIPALS",
+            f"the Entra caller (client {clip(principal.client_id or 'unknown', 64)}, object "
+            f"{clip(principal.object_id or 'unknown', 64)}) is not in ALLOWED_PRINCIPALS",
             errors={"principal": ["is not allowed to call this app (ALLOWED_PRINCIPALS)"]},
         )
     return principal
