@@ -20,13 +20,19 @@ and for every ``httpTrigger`` it serves ``/{routePrefix}/{route}`` on a starlett
   values as strings, the raw body bytes;
 * ``authLevel`` is enforced with the keys given to :class:`LocalHost`: ``function`` accepts the
   function key or the master key, ``admin`` only the master key, from the ``x-functions-key``
-  header or else the ``code`` query parameter; a missing or wrong key is a bare 401;
-* the body is read before dispatch, within a size limit (100 MB, Azure's HTTP request length
-  limit: a bare 413) and a time limit (a body that stops arriving before its
-  ``Content-Length`` is a bare 408, as Kestrel answers a body that arrives too slowly);
+  header or else the ``code`` query parameter; a missing or wrong key is a bare 401. The key
+  is the first ``x-functions-key`` header line (or ``code`` value) compared whole, as the
+  Functions host's ``AuthenticationLevelHandler`` takes ``values.First()``: ``key,zzz`` is
+  not ``key``;
+* the body is read before dispatch, on every route (anonymous ones included), within a size
+  limit (``max_body_bytes``: by default ``FUNCTIONS_REQUEST_BODY_SIZE_LIMIT`` from the
+  environment, the Functions host's own setting, else 100 MB, Azure's default; a bare 413) and
+  a time limit (a body that stops arriving before its ``Content-Length`` is a bare 408, as
+  Kestrel answers a body that arrives too slowly);
 * a handler that raises becomes a bare 500 and its exception is logged;
 * one INFO line per request: method, path as sent, percent-encoded (so ``%0A`` cannot start a
-  forged log line; never the query string, which may hold ``code``), status, duration.
+  forged log line; never the query string, which may hold ``code``) and cut at 256
+  characters, status, duration.
 
 The host's own answers (401, 404, 405, 408, 413, 500) have empty bodies, as Azure's do.
 
@@ -36,7 +42,9 @@ at start-up with :class:`UnsupportedBindingError`.
 
 Deliberate differences from Azure: a path that matches a route whose methods exclude the
 request's method answers 405 with ``Allow`` (the methods of the most specific matching
-template; Azure answers 404); ``functionTimeout`` is not enforced. Queue-triggered functions are
+template; Azure answers 404); a body over the limit is a bare 413 (Azure's host answers 500
+when its ``FUNCTIONS_REQUEST_BODY_SIZE_LIMIT`` is exceeded, azure-functions-host#10519);
+``functionTimeout`` is not enforced. Queue-triggered functions are
 collected in :attr:`LocalHost.queue_functions`; :class:`local.queues.QueueRunner` polls their
 queues and runs them (``make run`` starts it from ``on_startup``). Functions with other triggers
 are skipped with a warning.
@@ -50,6 +58,7 @@ import hmac
 import inspect
 import json
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -96,9 +105,12 @@ _CLIENT_CLOSED = 499
 # Azure Functions: "The HTTP request length is limited to 100 MB (104,857,600 bytes)"
 # (learn.microsoft.com, azure-functions/functions-bindings-http-webhook-trigger#limits).
 MAX_REQUEST_BODY_BYTES = 104_857_600
+# The host's setting that changes that limit (azure-functions-host#7204, PR #7229).
+BODY_SIZE_LIMIT_SETTING = "FUNCTIONS_REQUEST_BODY_SIZE_LIMIT"
 BODY_TIMEOUT_SECONDS = 10.0
 # Characters a logged path keeps as they are; everything else is percent-encoded.
 _LOGGABLE_PATH = "/%:@!$&'()*+,;=-._~"
+_LOGGED_PATH_CHARS = 256
 _BODILESS = frozenset({HTTPStatus.NO_CONTENT, HTTPStatus.NOT_MODIFIED})
 
 
@@ -306,10 +318,27 @@ def _request_url(scope: Scope, headers: Mapping[str, str]) -> str:
     )
 
 
-def _presented_key(headers: Mapping[str, str], query: Sequence[tuple[str, str]]) -> str | None:
-    """The header wins when present, even if empty; otherwise the first ``code`` value."""
-    if FUNCTIONS_KEY_HEADER in headers:
-        return headers[FUNCTIONS_KEY_HEADER].split(",", 1)[0]
+def body_limit(environ: Mapping[str, str] = os.environ) -> int:
+    """The request body limit the Functions host applies: ``FUNCTIONS_REQUEST_BODY_SIZE_LIMIT``
+    (bytes) when set, else Azure's 100 MB."""
+    raw = environ.get(BODY_SIZE_LIMIT_SETTING, "").strip()
+    if not raw:
+        return MAX_REQUEST_BODY_BYTES
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
+        raise ValueError(f"{BODY_SIZE_LIMIT_SETTING} must be a positive number of bytes")
+    return int(raw)
+
+
+def _presented_key(
+    raw_headers: Iterable[tuple[bytes, bytes]], query: Sequence[tuple[str, str]]
+) -> str | None:
+    """The first ``x-functions-key`` header line, whole, wins when present, even if empty;
+    otherwise the first ``code`` value. Read from the header lines as sent, not from the
+    ``,``-joined value the handler gets: one line ``key,zzz`` is not the key."""
+    header = FUNCTIONS_KEY_HEADER.encode()
+    sent = next((value for name, value in raw_headers if name.lower() == header), None)
+    if sent is not None:
+        return sent.decode("latin-1").strip()
     return next((value for name, value in query if name.casefold() == CODE_QUERY_PARAMETER), None)
 
 
@@ -390,8 +419,12 @@ async def _invoke(target: _HttpFunction, request: func.HttpRequest) -> object:
 
 
 def _loggable_path(scope: Scope) -> str:
-    """The path as sent, percent-encoded: a decoded ``%0A`` would start a forged log line."""
-    return quote(_raw_path(scope).split(b"?", 1)[0], safe=_LOGGABLE_PATH)
+    """The path as sent, percent-encoded (a decoded ``%0A`` would start a forged log line) and
+    cut at ``_LOGGED_PATH_CHARS`` characters."""
+    path = quote(_raw_path(scope).split(b"?", 1)[0], safe=_LOGGABLE_PATH)
+    if len(path) <= _LOGGED_PATH_CHARS:
+        return path
+    return f"{path[:_LOGGED_PATH_CHARS]}…({len(path)} chars)"
 
 
 async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
@@ -459,7 +492,7 @@ class LocalHost:
         master_key: str | None = None,
         on_startup: Sequence[Callable[[], Awaitable[None]]] = (),
         on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
-        max_body_bytes: int = MAX_REQUEST_BODY_BYTES,
+        max_body_bytes: int | None = None,
         body_timeout_seconds: float = BODY_TIMEOUT_SECONDS,
     ) -> None:
         if not function_key:
@@ -470,7 +503,7 @@ class LocalHost:
         self._master_key = None if master_key is None else master_key.encode()
         self._on_startup = tuple(on_startup)
         self._on_shutdown = tuple(on_shutdown)
-        self._max_body_bytes = max_body_bytes
+        self._max_body_bytes = body_limit() if max_body_bytes is None else max_body_bytes
         self._body_timeout = body_timeout_seconds
         self.route_prefix = route_prefix_from(host_json)
 
@@ -557,7 +590,7 @@ class LocalHost:
         )
         query_string: bytes = request.scope.get("query_string", b"")
         query = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
-        if not self._authorized(target.route.auth_level, _presented_key(headers, query)):
+        if not self._authorized(target.route.auth_level, _presented_key(raw_headers, query)):
             return _bare(HTTPStatus.UNAUTHORIZED)
         try:
             body = await _read_body(
