@@ -5,6 +5,7 @@ No I/O here; `Client` and `AsyncClient` send what this builds and sleep where it
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -148,28 +149,57 @@ def _problem_code(response: httpx.Response) -> str | None:
     return code if isinstance(code, str) else None
 
 
-def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
-    """`Retry-After` as seconds from `now`: delta-seconds or an HTTP-date; None if unusable.
+# The range a `Retry-After` is read into, before any arithmetic: the app's own
+# (`shared.clients.bounds.RETRY_AFTER_MAX_SECONDS`; a test keeps the two equal).
+RETRY_AFTER_MAX_SECONDS = 3600
 
-    The app reads its upstreams' `Retry-After` the same way (`shared.clients.http`); the client
-    keeps its own copy because it must install and import without the app's `shared`.
+
+def _clamped(seconds: float) -> int:
+    """`seconds` as whole seconds within 0..RETRY_AFTER_MAX_SECONDS (NaN and below 0: 0)."""
+    if not seconds > 0:
+        return 0
+    if seconds >= RETRY_AFTER_MAX_SECONDS:
+        return RETRY_AFTER_MAX_SECONDS
+    return math.ceil(seconds)
+
+
+def parse_retry_after(value: str | None, *, now: datetime) -> int | None:
+    """`Retry-After` as whole seconds from `now` (delta-seconds or an HTTP-date), clamped to
+    0..`RETRY_AFTER_MAX_SECONDS` before any arithmetic; None if unusable.
+
+    The app reads its upstreams' `Retry-After` the same way (`shared.clients.classify`, a test
+    holds the two to the same answers); the client keeps its own copy because it must install
+    and import without the app's `shared`.
     """
     if value is None:
         return None
     text = value.strip()
     if text.isascii() and text.isdigit():  # str.isdigit() is also true for "²" and "٣"
-        return float(text)
+        if len(text) > len(str(RETRY_AFTER_MAX_SECONDS)):  # never int() a 400-digit number
+            return RETRY_AFTER_MAX_SECONDS
+        return _clamped(int(text))
     try:
         when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, OverflowError):
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
+    try:
+        return _clamped((when - now).total_seconds())
+    except OverflowError:  # a date too far from `now` to subtract
+        return RETRY_AFTER_MAX_SECONDS if when > now else 0
 
 
-def retry_after_of(response: httpx.Response) -> float | None:
-    return parse_retry_after(response.headers.get("retry-after"), now=datetime.now(UTC))
+def retry_after_of(response: httpx.Response) -> int | None:
+    """An answer's `Retry-After`, each value of a repeated header parsed alone: the longest
+    usable wait, or None."""
+    now = datetime.now(UTC)
+    waits = [
+        seconds
+        for value in response.headers.get_list("retry-after")
+        if (seconds := parse_retry_after(value, now=now)) is not None
+    ]
+    return max(waits, default=None)
 
 
 def check_transient(response: httpx.Response) -> httpx.Response:

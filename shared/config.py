@@ -16,6 +16,7 @@ from uuid import UUID
 from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.clients.bounds import DEFAULT_MAX_UPSTREAM_BODY_BYTES
 from shared.errors import NotConfigured
 
 KEY_VAULT_REFERENCE = "@Microsoft.KeyVault("
@@ -68,6 +69,7 @@ class Settings(BaseSettings):
         env_ignore_empty=True,
         populate_by_name=True,
         defer_build=True,  # validated on the first get_settings(), not at import
+        hide_input_in_errors=True,  # a chained ValidationError never prints a setting's value
     )
 
     contraforce_base_url: HttpUrl = HttpUrl("https://portal.contraforce.com/api/v2")
@@ -101,6 +103,11 @@ class Settings(BaseSettings):
     retry_after_cap_seconds: float = Field(default=30.0, ge=0)
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # An upstream's answer: at most this many bytes on the wire and after decoding its
+    # Content-Encoding (a gzip bomb stops here); past it the answer is an upstream failure.
+    max_upstream_body_bytes: int = Field(
+        default=DEFAULT_MAX_UPSTREAM_BODY_BYTES, ge=1024, le=64 * 1_048_576
+    )
     max_bulk_items: int = Field(default=100, ge=1, le=10_000)
     bulk_concurrency: int = Field(default=8, ge=1, le=256)
 
@@ -143,6 +150,25 @@ class Settings(BaseSettings):
     def _no_unresolved_key_vault_reference(cls, value: object) -> object:
         if isinstance(value, str) and value.strip().startswith(KEY_VAULT_REFERENCE):
             raise ValueError("is an unresolved Key Vault reference")
+        return value
+
+    @field_validator(
+        "contraforce_base_url",
+        "d3_base_url",
+        "storage_queue_service_uri",
+        "storage_table_service_uri",
+        "public_base_url",
+    )
+    @classmethod
+    def _no_credentials_in_urls(cls, value: HttpUrl | None) -> HttpUrl | None:
+        """A URL with userinfo (`https://user:password@host/...`) is refused: its password
+        would show in dry runs and logs, and credentials have settings of their own. The error
+        names the setting, never the value (pydantic's message carries no input)."""
+        if value is not None and (value.username or value.password):
+            raise ValueError(
+                "must not carry a user name or password (user:password@); put credentials in "
+                "their own settings"
+            )
         return value
 
     @field_validator("allowed_principals")
@@ -262,7 +288,11 @@ class Settings(BaseSettings):
 def setting_name(field: str) -> str:
     """The environment variable of a Settings field (its alias, else its name upper-cased)."""
     info = Settings.model_fields.get(field)
-    return info.alias if info is not None and info.alias else field.upper()
+    if info is not None:
+        return info.alias or field.upper()
+    if any(other.alias == field for other in Settings.model_fields.values()):
+        return field  # a validation error names an aliased field by its alias
+    return field.upper()
 
 
 def _names_from(exc: ValidationError) -> list[str]:

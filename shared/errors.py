@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from incident_link_api.base import Upstream
+from shared.clients.bounds import clamp_retry_after
 
 
 class AppError(Exception):
@@ -123,7 +124,11 @@ class UpstreamError(AppError):
 
 
 class UpstreamUnavailable(UpstreamError):
-    """Transport error, timeout, 429 or 5xx, still failing when the retry budget ran out."""
+    """Transport error, timeout, 429 or 5xx, still failing when the retry budget ran out.
+
+    `retry_after` (the upstream's wait hint, passed on to our caller) is whole seconds within
+    0..`RETRY_AFTER_MAX_SECONDS` whatever it is given (`shared.clients.bounds`): what we tell
+    a caller is bounded however the error was built."""
 
     def __init__(
         self,
@@ -137,7 +142,7 @@ class UpstreamUnavailable(UpstreamError):
     ) -> None:
         super().__init__(message, upstream=upstream, attempts=attempts)
         self.status = status
-        self.retry_after = retry_after
+        self.retry_after = None if retry_after is None else clamp_retry_after(retry_after)
         # A request went out and lost its answer: the upstream may have acted on it.
         self.may_have_acted = may_have_acted
 

@@ -10,7 +10,8 @@ No I/O, no budget, no clock but the one handed in to read a `Retry-After` date.
 | outcome                                      | decision                                          |
 |----------------------------------------------|---------------------------------------------------|
 | 2xx                                          | `Accept`                                          |
-| 408, 429, 500, 502, 503, 504                 | `Retry`, with `Retry-After` (seconds or date)     |
+| 408, 429, 500, 502, 503, 504                 | `Retry`, with `Retry-After` (seconds or date,     |
+|                                              | clamped to 0..`RETRY_AFTER_MAX_SECONDS`)          |
 | 401                                          | `Reject(auth=True)`: our credentials refused      |
 | any other 4xx (400, 403, 404, 409, 422, 499) | `Reject`                                          |
 | any other status (1xx, 3xx, 501, 505-599)    | `GiveUp`: `UpstreamUnavailable`                   |
@@ -32,6 +33,8 @@ from typing import overload
 
 import httpx
 
+from shared.clients.bounds import RETRY_AFTER_MAX_SECONDS, clamp_retry_after
+
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 # Failures after the request went out and before an answer came back: the upstream may have
@@ -50,7 +53,9 @@ class Retry:
 
     reason: str  # for the retry log and the final error: "answered HTTP 503", "timed out (...)"
     status: int | None = None  # the answer's status; None when there was no answer
-    retry_after: float | None = None  # the upstream's `Retry-After` in seconds, not yet capped
+    retry_after: int | None = (
+        None  # the upstream's `Retry-After`, clamped (`shared.clients.bounds`)
+    )
     may_have_acted: bool = False  # the request went out and its answer was lost
 
 
@@ -95,7 +100,7 @@ def classify(
         return Retry(
             f"answered HTTP {status}",
             status=status,
-            retry_after=parse_retry_after(outcome.headers.get("retry-after"), now=now()),
+            retry_after=retry_after_of(outcome.headers, now=now()),
         )
     if status == HTTPStatus.UNAUTHORIZED:
         return AUTH_REJECT
@@ -109,17 +114,35 @@ def _transport_failure(exc: httpx.TransportError) -> Retry:
     return Retry(f"{kind} ({type(exc).__name__})", may_have_acted=isinstance(exc, MAY_HAVE_ACTED))
 
 
-def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
-    """`Retry-After` as seconds from `now`: delta-seconds or an HTTP-date; None if unusable."""
+def parse_retry_after(value: str | None, *, now: datetime) -> int | None:
+    """`Retry-After` as whole seconds from `now` (delta-seconds or an HTTP-date), clamped to
+    0..`RETRY_AFTER_MAX_SECONDS` before any arithmetic; None if unusable (a fraction, a sign,
+    anything but ASCII digits or a date). 400 digits are the top of the range, not `inf`."""
     if value is None:
         return None
     text = value.strip()
     if text.isascii() and text.isdigit():  # str.isdigit() is also true for "²" and "٣"
-        return float(text)
+        if len(text) > len(str(RETRY_AFTER_MAX_SECONDS)):  # never int() a 400-digit number
+            return RETRY_AFTER_MAX_SECONDS
+        return clamp_retry_after(int(text))
     try:
         when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, OverflowError):
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
+    try:
+        return clamp_retry_after((when - now).total_seconds())
+    except OverflowError:  # a date too far from `now` to subtract
+        return RETRY_AFTER_MAX_SECONDS if when > now else 0
+
+
+def retry_after_of(headers: httpx.Headers, *, now: datetime) -> int | None:
+    """An answer's `Retry-After`, each of its values parsed alone (a repeated header is not
+    one comma-joined value): the longest usable wait, or None if none is usable."""
+    waits = [
+        seconds
+        for value in headers.get_list("retry-after")
+        if (seconds := parse_retry_after(value, now=now)) is not None
+    ]
+    return max(waits, default=None)

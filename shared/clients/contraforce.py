@@ -1,4 +1,9 @@
-"""ContraForce API v2 client: `POST {base}/workspaces/{workspaceId}/tickets/unlink`."""
+"""ContraForce API v2 client: `POST {base}/workspaces/{workspaceId}/tickets/unlink`.
+
+A 2xx is read for what the decision needs, `data` (a boolean, or absent: nothing was
+unlinked), and leniently for the rest (`shared.clients.reading`): a mistyped `meta` member is
+dropped, not a reason to retry. A 2xx whose `data` cannot be read is an ambiguous send.
+"""
 
 from __future__ import annotations
 
@@ -14,10 +19,12 @@ from incident_link_api.commands import UnlinkTicket
 from incident_link_api.contraforce import (
     ApiProblemDetails,
     ApiResponseOfboolean,
+    ResponseMeta,
     UnlinkServiceTicketRequest,
 )
 from shared.clients.auth import BasicCredential, BearerCredential, EntraTokenCredential
-from shared.clients.http import Delivered, error_for, unreadable
+from shared.clients.http import Delivered, error_for
+from shared.clients.reading import Unreadable, json_object, salvaged
 from shared.clients.upstream import UpstreamClient
 from shared.context import correlation_headers
 
@@ -50,26 +57,34 @@ class ContraForceClient(UpstreamClient[ContraForceCredential]):
 
     async def unlink_ticket(self, command: UnlinkTicket) -> UnlinkAnswer:
         """Unlink; returns the `{data, meta}` answer or raises a typed `UpstreamError`."""
-        delivered = await self._http.send(self.prepare_unlink(command))
+        delivered = await self._http.send(self.prepare_unlink(command), read_unlink_reply)
         response = delivered.response
         header_request_id = response.headers.get("x-request-id")
-        if not delivered.accepted:
+        if delivered.reply is None:
             raise _error(delivered, header_request_id)
-        try:
-            reply = ApiResponseOfboolean.model_validate_json(response.content)
-        except ValidationError as exc:
-            raise unreadable(delivered, upstream="contraforce") from exc
+        reply = delivered.reply
         request_id = (reply.meta.request_id if reply.meta else None) or header_request_id
         return UnlinkAnswer(
             reply, response.status_code, delivered.attempts, request_id, delivered.may_have_acted
         )
 
 
-def _error(delivered: Delivered, header_request_id: str | None) -> Exception:
+def read_unlink_reply(response: httpx.Response) -> ApiResponseOfboolean:
+    """A 2xx's `{data, meta}`: `data` must be a boolean (or absent); any other member that is
+    not the documented type is dropped (`meta` member by member)."""
     try:
-        problem = ApiProblemDetails.model_validate_json(delivered.response.content)
+        return ApiResponseOfboolean.model_validate_json(response.content)
     except ValidationError:
-        problem = ApiProblemDetails()
+        pass
+    document = json_object(response.content)
+    meta = document.get("meta")
+    if isinstance(meta, dict):
+        document = {**document, "meta": salvaged(ResponseMeta, meta).model_dump(by_alias=True)}
+    return salvaged(ApiResponseOfboolean, document, needed={"data"})
+
+
+def _error(delivered: Delivered[ApiResponseOfboolean], header_request_id: str | None) -> Exception:
+    problem = _problem(delivered.response.content)
     message = problem.detail or problem.title or delivered.response.reason_phrase
     return error_for(
         delivered,
@@ -79,3 +94,16 @@ def _error(delivered: Delivered, header_request_id: str | None) -> Exception:
         request_id=problem.request_id or header_request_id,
         errors=problem.errors,
     )
+
+
+def _problem(content: bytes) -> ApiProblemDetails:
+    """A refusal's problem details, each member kept if it is the documented type (none if
+    the body is not a JSON object: an HTML error page)."""
+    try:
+        return ApiProblemDetails.model_validate_json(content)
+    except ValidationError:
+        pass
+    try:
+        return salvaged(ApiProblemDetails, json_object(content))
+    except Unreadable:
+        return ApiProblemDetails()

@@ -1,9 +1,18 @@
-"""D3 SOAR client: `POST {base}/Command/RemoveLinkedIncidents` (base ends in `/api`)."""
+"""D3 SOAR client: `POST {base}/Command/RemoveLinkedIncidents` (base ends in `/api`).
+
+D3's rule for a 200, kept here alone: a non-empty `error` is a failure, whatever `returnData`
+holds. Such an answer is read as `{error}` only (its `returnData`, often `""`, is dropped), so
+the action makes every incident of the command a permanent failure carrying D3's message,
+never a retry and never a per-incident "nothing to do". With an empty `error`, `returnData`'s
+`Status` and `ErrorData` are what the decision needs and must be the documented types; any
+other member that is not (`Data`, extra members) is dropped (`shared.clients.reading`). A 200
+that cannot be read so is an ambiguous send (`shared.clients.http`).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import httpx
 from pydantic import ValidationError
@@ -15,10 +24,12 @@ from incident_link_api.d3 import (
     SOURCE_FIELD,
     D3CommandResponse,
     D3ErrorBody,
+    D3ReturnData,
     RemoveLinkedIncidentsEnvelope,
 )
 from shared.clients.auth import D3ApiKeyCredential, D3JwtCredential
-from shared.clients.http import Delivered, error_for, unreadable
+from shared.clients.http import Delivered, error_for
+from shared.clients.reading import Unreadable, json_object, salvaged
 from shared.clients.upstream import UpstreamClient
 from shared.context import correlation_headers
 
@@ -60,20 +71,52 @@ class D3Client(UpstreamClient[D3Credential]):
         )
 
     async def remove_linked_incidents(self, command: RemoveLinkedIncidents) -> CommandAnswer:
-        """Run the command; a 200 is returned as is (it may still report failures)."""
-        delivered = await self._http.send(self.prepare_remove(command))
-        if not delivered.accepted:
+        """Run the command; a 200 is returned as read by `read_command_reply` (it may still
+        report failures: a non-empty `error`, `Status`, `ErrorData`)."""
+        delivered = await self._http.send(self.prepare_remove(command), read_command_reply)
+        if delivered.reply is None:
             raise _error(delivered)
-        try:
-            reply = D3CommandResponse.model_validate_json(delivered.response.content)
-        except ValidationError as exc:
-            raise unreadable(delivered, upstream="d3") from exc
         return CommandAnswer(
-            reply, delivered.response.status_code, delivered.attempts, delivered.may_have_acted
+            delivered.reply,
+            delivered.response.status_code,
+            delivered.attempts,
+            delivered.may_have_acted,
         )
 
 
-def _error(delivered: Delivered) -> Exception:
+def d3_failure(error: object) -> str | None:
+    """D3's own failure message in a 200's `error`, or None when it reports none (`""` or
+    absent, as D3 answers a success)."""
+    if error is None or error == "":
+        return None
+    if not isinstance(error, str):
+        raise Unreadable("member 'error' is not the documented type")
+    return error
+
+
+def read_command_reply(response: httpx.Response) -> D3CommandResponse:
+    """A 200's `{error, returnData}` by D3's rule (see the module docstring)."""
+    document = json_object(response.content)
+    failure = d3_failure(document.get("error"))
+    if failure is not None:
+        kept = {k: v for k, v in document.items() if k not in {"error", "returnData"}}
+        return salvaged(D3CommandResponse, {**kept, "error": failure})
+    try:
+        return D3CommandResponse.model_validate(document)
+    except ValidationError:
+        pass
+    data = document.get("returnData")
+    if isinstance(data, dict):
+        document = {**document, "returnData": _return_data(data)}
+    return salvaged(D3CommandResponse, document, needed={"error", "returnData"})
+
+
+def _return_data(data: dict[str, Any]) -> dict[str, Any]:
+    needed = {"Status", "ErrorData"}
+    return salvaged(D3ReturnData, data, needed=needed).model_dump(by_alias=True)
+
+
+def _error(delivered: Delivered[D3CommandResponse]) -> Exception:
     try:
         message = D3ErrorBody.model_validate_json(delivered.response.content).error
     except ValidationError:

@@ -116,6 +116,7 @@ class ClientOptions(TypedDict):
     timeout: httpx.Timeout
     transport: httpx.AsyncBaseTransport
     pacer: Pacer
+    max_body_bytes: int
 
 
 def client_options(settings: Settings, upstream: Upstream) -> ClientOptions:
@@ -128,6 +129,7 @@ def client_options(settings: Settings, upstream: Upstream) -> ClientOptions:
         timeout=timeout_from(settings),
         transport=build_transport(settings.http_transport),
         pacer=pacer_from(settings, upstream),
+        max_body_bytes=settings.max_upstream_body_bytes,
     )
 
 

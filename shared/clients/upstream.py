@@ -21,6 +21,7 @@ from shared.clients.auth import (
     D3JwtCredential,
     EntraTokenCredential,
 )
+from shared.clients.bounds import DEFAULT_MAX_UPSTREAM_BODY_BYTES
 from shared.clients.http import ResilientHttp, RetryPolicy
 from shared.clients.pacing import Pacer
 
@@ -34,7 +35,8 @@ class UpstreamClient(Generic[C]):
     """One per process and upstream; owns one pooled connection pool to it (`ResilientHttp`).
 
     `pacer` paces every attempt (None: unpaced); `rate_limit_per_second` is the older spelling
-    of `pacer=Pacer(rate)` (see `ResilientHttp`)."""
+    of `pacer=Pacer(rate)` (see `ResilientHttp`); `max_body_bytes` caps each answer's body on
+    the wire and decoded (MAX_UPSTREAM_BODY_BYTES)."""
 
     upstream: ClassVar[Upstream]
 
@@ -48,6 +50,7 @@ class UpstreamClient(Generic[C]):
         pacer: Pacer | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         rate_limit_per_second: float | None = None,
+        max_body_bytes: int = DEFAULT_MAX_UPSTREAM_BODY_BYTES,
     ) -> None:
         self._credential = credential
         self._http = ResilientHttp(
@@ -59,6 +62,7 @@ class UpstreamClient(Generic[C]):
             pacer=pacer,
             transport=transport,
             rate_limit_per_second=rate_limit_per_second,
+            max_body_bytes=max_body_bytes,
         )
 
     def describe(self, request: httpx.Request) -> PreparedRequest:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import gzip
 import logging
 import weakref
-from collections.abc import Callable, Iterator
+import zlib
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from urllib.parse import quote
 from uuid import UUID
@@ -19,11 +22,14 @@ from pydantic import SecretStr
 
 from incident_link_api.commands import RemoveLinkedIncidents, UnlinkTicket
 from incident_link_api.contraforce import IncidentReference
+from shared.clients import registry
 from shared.clients.auth import BasicCredential, D3ApiKeyCredential
 from shared.clients.classify import Retry, parse_retry_after
 from shared.clients.contraforce import ContraForceClient
 from shared.clients.d3 import D3Client
 from shared.clients.http import ResilientHttp, RetryDecider, RetryPolicy, _Transient
+from shared.clients.pacing import Pacer
+from shared.config import get_settings
 from shared.errors import UpstreamAuthRejected, UpstreamRejected, UpstreamUnavailable
 
 WORKSPACE = UUID("7b2d8c1e-0f4a-4c5e-9a51-2d1f0e6b9c3a")
@@ -133,7 +139,7 @@ async def test_attempts_are_bounded_then_upstream_unavailable_names_the_upstream
     assert len(seen) == NO_WAIT.attempts
     assert caught.value.upstream == "contraforce"
     assert caught.value.status == 503
-    assert caught.value.retry_after == 2.0
+    assert caught.value.retry_after == 2
     assert "contraforce unavailable after 4 attempt(s)" in caught.value.message
 
 
@@ -311,21 +317,21 @@ def decider(now: float = 0.0, budget: float = 30.0) -> RetryDecider:
     return RetryDecider(NO_WAIT, deadline=budget, clock=lambda: now)
 
 
-def failure(status: int, retry_after: float | None) -> _Transient:
+def failure(status: int, retry_after: int | None) -> _Transient:
     decision = Retry(f"answered HTTP {status}", status=status, retry_after=retry_after)
     return _Transient(decision, call="upstream=contraforce POST /x")
 
 
 def test_retry_after_is_the_wait_when_it_fits_the_budget() -> None:
-    assert decider()(failure(429, 2.0)) == 2.0
+    assert decider()(failure(429, 2)) == 2
 
 
 def test_retry_after_is_capped() -> None:
-    assert decider()(failure(429, 600.0)) == NO_WAIT.retry_after_cap_seconds
+    assert decider()(failure(429, 600)) == NO_WAIT.retry_after_cap_seconds
 
 
 def test_no_retry_when_retry_after_would_overrun_the_budget() -> None:
-    assert decider(now=28.0)(failure(429, 3.0)) is False
+    assert decider(now=28.0)(failure(429, 3)) is False
 
 
 def test_backoff_retry_only_while_budget_remains() -> None:
@@ -355,3 +361,173 @@ def test_retry_after_parses_seconds_and_http_dates(
     header: str | None, seconds: float | None
 ) -> None:
     assert parse_retry_after(header, now=NOW) == seconds
+
+
+# ---- issue 25: one deadline per call, bodies read within a cap -------------------------------
+
+
+class Trickle(httpx.AsyncByteStream):
+    """A body sent `chunk` by `chunk`, `pause` seconds apart; counts what was pulled."""
+
+    def __init__(self, chunks: list[bytes], pause: float = 0.0) -> None:
+        self.chunks = chunks
+        self.pause = pause
+        self.pulled = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self.chunks:
+            if self.pause:
+                await asyncio.sleep(self.pause)
+            self.pulled += len(chunk)
+            yield chunk
+
+
+def streamed(status: int, body: Trickle, **headers: str) -> Handler:
+    def handle(_: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, headers=headers, stream=body)
+
+    return handle
+
+
+async def test_finding_3_a_body_trickled_past_the_budget_ends_the_call_and_frees_its_permit() -> (
+    None
+):
+    """Headers at once, then one byte at a time: each read is quick, so only the call's own
+    deadline can end it. It ends the call (never an answer read whole after the budget) and
+    gives the pacing permit back. No clock is asserted: the body is 40 bytes 0.1 s apart, the
+    budget 0.5 s, so a call that read it whole would have pulled every byte and succeeded."""
+    body = Trickle([bytes([b]) for b in b'{"data": true, "pad": "' + b" " * 14 + b'"}'], 0.1)
+    pacer = Pacer(1)
+    client = ContraForceClient(
+        "https://cf.example/api/v2",
+        BasicCredential("client-id", SecretStr(SECRET)),
+        policy=RetryPolicy(attempts=3, budget_seconds=0.5, initial_wait_seconds=0),
+        timeout=httpx.Timeout(5),
+        pacer=pacer,
+        transport=httpx.MockTransport(streamed(200, body)),
+    )
+    with pytest.raises(UpstreamUnavailable, match=r"within the 0\.5 s budget") as caught:
+        await client.unlink_ticket(unlink())
+    assert body.pulled < len(b"".join(body.chunks))
+    assert caught.value.may_have_acted  # its headers came: the request had gone out
+    assert pacer.out == 0
+    await client.aclose()
+
+
+async def test_the_deadline_also_ends_a_wait_for_a_pacing_permit() -> None:
+    pacer = Pacer(1)
+    slow = Trickle([b"{}"], pause=5)
+    client = ContraForceClient(
+        "https://cf.example/api/v2",
+        BasicCredential("client-id", SecretStr(SECRET)),
+        policy=RetryPolicy(attempts=1, budget_seconds=0.3),
+        timeout=httpx.Timeout(5),
+        pacer=pacer,
+        transport=httpx.MockTransport(streamed(200, slow)),
+    )
+    first = asyncio.ensure_future(client.unlink_ticket(unlink()))
+    await asyncio.sleep(0)
+    with pytest.raises(UpstreamUnavailable, match="0 attempt"):
+        await client.unlink_ticket(unlink())  # waits in line behind the first for the permit
+    with pytest.raises(UpstreamUnavailable):
+        await first
+    assert (pacer.out, pacer.waiting) == (0, 0)
+    await client.aclose()
+
+
+def padded_ok(size: int) -> bytes:
+    """A valid success answer of `size` bytes or more (the padding is an extra member)."""
+    return b'{"data": true, "pad": "' + b" " * size + b'"}'
+
+
+async def test_finding_11_a_gzip_body_that_inflates_past_the_cap_is_an_upstream_failure() -> None:
+    """20 KB on the wire, 20 MB inflated, a valid `data: true` inside: read whole it was
+    accepted; past the decompression cap it is an unreadable answer, retried as one that may
+    have acted, and never inflated further than the cap."""
+    bomb = gzip.compress(padded_ok(20 * 1_048_576))
+    body = Trickle([bomb])
+    client = ContraForceClient(
+        "https://cf.example/api/v2",
+        BasicCredential("client-id", SecretStr(SECRET)),
+        policy=NO_WAIT,
+        timeout=httpx.Timeout(5),
+        transport=httpx.MockTransport(streamed(200, body, **{"Content-Encoding": "gzip"})),
+    )
+    with pytest.raises(UpstreamUnavailable, match="inflates past the 1048576-byte cap") as caught:
+        await client.unlink_ticket(unlink())
+    assert caught.value.may_have_acted
+    await client.aclose()
+
+
+async def test_finding_11_a_body_past_the_size_cap_is_not_read_whole() -> None:
+    chunks = [padded_ok(4 * 1_048_576)[i : i + 65_536] for i in range(0, 4 * 1_048_576, 65_536)]
+    body = Trickle(chunks)
+    client = ContraForceClient(
+        "https://cf.example/api/v2",
+        BasicCredential("client-id", SecretStr(SECRET)),
+        policy=RetryPolicy(attempts=1, budget_seconds=30),
+        timeout=httpx.Timeout(5),
+        transport=httpx.MockTransport(streamed(200, body)),
+        max_body_bytes=1_048_576,
+    )
+    with pytest.raises(UpstreamUnavailable, match="over the 1048576-byte cap"):
+        await client.unlink_ticket(unlink())
+    assert body.pulled <= 1_048_576 + 65_536
+    await client.aclose()
+
+
+async def test_a_refusal_whose_body_is_past_the_cap_is_decided_on_its_status() -> None:
+    bomb = gzip.compress(b"{" + b" " * (8 * 1_048_576) + b"}")
+    handler = streamed(404, Trickle([bomb]), **{"Content-Encoding": "gzip"})
+    with pytest.raises(UpstreamRejected) as caught:
+        await contraforce(handler).unlink_ticket(unlink())
+    assert caught.value.status == 404
+
+
+@pytest.mark.parametrize(
+    ("encoding", "encode"),
+    [
+        ("gzip", gzip.compress),
+        ("x-gzip", gzip.compress),
+        ("deflate", zlib.compress),
+        ("deflate", lambda data: zlib.compress(data, wbits=-zlib.MAX_WBITS)),
+        ("identity", lambda data: data),
+        ("gzip, deflate", lambda data: zlib.compress(gzip.compress(data))),
+    ],
+)
+async def test_a_compressed_answer_within_the_cap_is_read(
+    encoding: str, encode: Callable[[bytes], bytes]
+) -> None:
+    payload = encode(b'{"data": true, "meta": {"requestId": "r-z"}}')
+    handler = streamed(200, Trickle([payload[:3], payload[3:]]), **{"Content-Encoding": encoding})
+    answer = await contraforce(handler).unlink_ticket(unlink())
+    assert (answer.reply.data, answer.request_id) == (True, "r-z")
+
+
+@pytest.mark.parametrize(
+    ("encoding", "payload"),
+    [
+        ("gzip", b"not gzip at all"),
+        ("gzip", gzip.compress(b'{"data": true}')[:-12]),  # cut short
+        ("br", b"\x0b\x02\x80{}\x03"),  # a coding we never ask for
+    ],
+)
+async def test_an_answer_that_cannot_be_decoded_is_unreadable_not_a_crash(
+    encoding: str, payload: bytes
+) -> None:
+    handler = streamed(200, Trickle([payload]), **{"Content-Encoding": encoding})
+    with pytest.raises(UpstreamUnavailable, match="not the documented shape"):
+        await contraforce(handler).unlink_ticket(unlink())
+
+
+async def test_we_ask_only_for_the_codings_we_read_within_the_cap() -> None:
+    handler, seen = scripted(OK)
+    await contraforce(handler).unlink_ticket(unlink())
+    assert seen[0].headers["accept-encoding"] == "gzip, deflate"
+
+
+def test_max_upstream_body_bytes_is_the_cap_both_clients_are_built_with(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MAX_UPSTREAM_BODY_BYTES", "4096")
+    assert registry.client_options(get_settings(), "d3")["max_body_bytes"] == 4096
