@@ -4,8 +4,18 @@ Starts a sandbox simulator for each upstream whose base URL is not set in the en
 points the app's settings at it, serves every trigger of the real `function_app.app` through
 the local host, and prints the URLs, the function key and ready-to-paste curl commands.
 Everything honors the environment: `PORT`, `HOST`, `LOCAL_FUNCTION_KEY`, and every app setting
-(with `CONTRAFORCE_BASE_URL` / `D3_BASE_URL` set, that simulator is not started).
-Ctrl-C stops it all.
+(with `CONTRAFORCE_BASE_URL` / `D3_BASE_URL` set, that simulator is not started; with
+`AzureWebJobsStorage` set, no Azurite is).
+
+Two settings of its own make a crash worth watching:
+- `LOCAL_STORAGE_DIR=<folder>`: the Azurite started here keeps its data in that folder
+  (Azurite's `--location`) instead of in memory, so a restart finds the queues and operations;
+- `LOCAL_SANDBOX=apart`: the simulators and Azurite are the ones `python -m local.sandbox`
+  (`make sandbox`) serves in a process of their own, on its fixed ports; nothing is started
+  here, and a host-only restart keeps the storage and the upstreams' state.
+
+Ctrl-C stops it all. Children (Azurite) end with this process even if it is killed
+(`local.processes`).
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ import os
 import secrets
 import shlex
 import signal
+import socket
 import sys
 from collections.abc import Mapping, MutableMapping
 from contextlib import ExitStack
@@ -28,6 +39,7 @@ from local import easy_auth
 from local.azurite import start_azurite
 from local.host import LocalHost, load_host_json
 from local.queues import QueueOptions, QueueRunner
+from local.sandbox import APART_HOST, CONTRAFORCE_PORT, D3_PORT, apart_settings
 from local.sandbox import contraforce as cf_sandbox
 from local.sandbox import d3 as d3_sandbox
 from local.sandbox.contraforce_state import DEMO_WORKSPACE_ID
@@ -41,6 +53,38 @@ from shared.clients import registry
 ROOT = Path(__file__).resolve().parents[1]
 logger = logging.getLogger("local")
 STORAGE_SETTING = "AzureWebJobsStorage"
+STORAGE_DIR_SETTING = "LOCAL_STORAGE_DIR"
+SANDBOX_SETTING = "LOCAL_SANDBOX"
+
+
+class SandboxNotRunning(RuntimeError):
+    """`LOCAL_SANDBOX=apart`, and nothing answers on the sandbox's ports."""
+
+
+def _answers(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1.0)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _use_sandbox_apart(env: MutableMapping[str, str]) -> str:
+    """Point the settings the environment does not set at `python -m local.sandbox`."""
+    for name, port in (("ContraForce", CONTRAFORCE_PORT), ("D3", D3_PORT)):
+        if not _answers(APART_HOST, port):
+            raise SandboxNotRunning(
+                f"{SANDBOX_SETTING}=apart, but no {name} simulator answers on "
+                f"{APART_HOST}:{port}: start `make sandbox` (python -m local.sandbox) first"
+            )
+    for name, value in apart_settings().items():
+        env.setdefault(name, value)
+    return (
+        f"Simulators and Azurite apart ({SANDBOX_SETTING}=apart): make sandbox serves them on "
+        f"{APART_HOST}:{CONTRAFORCE_PORT} (ContraForce), :{D3_PORT} (D3) and Azurite's ports; "
+        "kill and restart this host and they keep their state\n"
+        + faults_example(f"http://{APART_HOST}:{CONTRAFORCE_PORT}")
+        + "\n"
+        + faults_example(f"http://{APART_HOST}:{D3_PORT}")
+    )
 
 
 def faults_example(server_base_url: str) -> str:
@@ -58,6 +102,12 @@ def faults_example(server_base_url: str) -> str:
 def _start_sandboxes(stack: ExitStack, env: MutableMapping[str, str]) -> list[str]:
     """Start the simulators the environment does not replace; return their summaries."""
     summaries = []
+    if env.get(SANDBOX_SETTING, "").strip().lower() == "apart":
+        summaries.append(_use_sandbox_apart(env))
+    elif env.get(SANDBOX_SETTING, "").strip():
+        raise SandboxNotRunning(
+            f"{SANDBOX_SETTING} is {env[SANDBOX_SETTING]!r}: 'apart' or unset (simulators here)"
+        )
     if not env.get("CONTRAFORCE_BASE_URL"):
         cf_app = cf_sandbox.create_app()
         server = stack.enter_context(serve_in_thread(cf_app))
@@ -80,11 +130,13 @@ def _start_sandboxes(stack: ExitStack, env: MutableMapping[str, str]) -> list[st
             f"ContraForce webhooks signed with {SANDBOX_WEBHOOK_SECRET!r} (sandbox only)"
         )
     if not env.get("AzureWebJobsStorage"):
-        azurite = stack.enter_context(start_azurite())
+        folder = env.get(STORAGE_DIR_SETTING, "").strip()
+        azurite = stack.enter_context(start_azurite(location=Path(folder) if folder else None))
         env["AzureWebJobsStorage"] = azurite.connection_string
         summaries.append(
             f"Azurite (Azure Storage emulator) queues on :{azurite.queue_port}, "
-            f"tables on :{azurite.table_port}, in memory"
+            f"tables on :{azurite.table_port}, {azurite.where}"
+            + ("" if folder else f" ({STORAGE_DIR_SETTING}=.azurite keeps it on disk)")
         )
     return summaries
 
@@ -193,7 +245,11 @@ def main() -> int:
 
     with ExitStack() as stack:
         own_azurite = not os.environ.get(STORAGE_SETTING)
-        summaries = _start_sandboxes(stack, os.environ)
+        try:
+            summaries = _start_sandboxes(stack, os.environ)
+        except SandboxNotRunning as exc:
+            sys.stderr.write(f"{exc}\n")
+            return 2
         azurite = os.environ[STORAGE_SETTING] if own_azurite else None
         host_json = load_host_json(ROOT / "host.json")
         lease = float(os.environ.get("LOCAL_QUEUE_LEASE_SECONDS", "600"))
@@ -229,7 +285,7 @@ def main() -> int:
             "",
             curl_examples(base, key),
             operator_commands(os.environ, key=key, azurite=azurite),
-            "Ctrl-C stops the host and the simulators.",
+            "Ctrl-C stops the host and what it started (simulators, Azurite).",
             "",
         ]
         sys.stdout.write("\n".join(out) + "\n")
