@@ -46,6 +46,7 @@ MAX_STORED_MESSAGE = 1_000  # characters of one upstream message kept in a recor
 # before acting, a request whose record could not fit.
 ITEM_BUDGET_BYTES = 2 * (2 * MAX_STORED_MESSAGE + 1_200)
 HEADER_ROW = "operation"
+COMMAND_ROW_PREFIX = "command-"
 WEBHOOK_KEYS = "webhook-keys"
 
 _COMMAND = TypeAdapter(Command)
@@ -128,7 +129,7 @@ def _clip(text: str | None, limit: int) -> str | None:
 
 
 def _row_key(index: int) -> str:
-    return f"command-{index:05d}"
+    return f"{COMMAND_ROW_PREFIX}{index:05d}"
 
 
 def header_entity(header: OperationHeader) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from http import HTTPStatus
 from typing import Any
 
 from shared.durable.entities import (
+    COMMAND_ROW_PREFIX,
     HEADER_ROW,
     TRANSACTION_LIMIT_BYTES,
     TRANSACTION_MAX_ENTITIES,
@@ -82,10 +83,21 @@ class RecordStore:
 
         header: OperationHeader | None = None
         rows: list[CommandRow] = []
+        # Only an operation's own rows: the id may name a key partition ("webhook-keys",
+        # "key:…"), whose rows are no operation's and must not be scanned for one.
+        # The SDK reads a parameter's name up to the next space: none may touch a ")".
+        query = (
+            "PartitionKey eq @pk and "
+            "( RowKey eq @header or ( RowKey ge @first and RowKey lt @end ) )"
+        )
+        parameters = {
+            "pk": operation_id,
+            "header": HEADER_ROW,
+            "first": COMMAND_ROW_PREFIX,
+            "end": COMMAND_ROW_PREFIX[:-1] + chr(ord(COMMAND_ROW_PREFIX[-1]) + 1),
+        }
         try:
-            async for entity in self._table.query_entities(
-                "PartitionKey eq @pk", parameters={"pk": operation_id}
-            ):
+            async for entity in self._table.query_entities(query, parameters=parameters):
                 if entity["RowKey"] == HEADER_ROW:
                     header = header_from(entity)
                 else:

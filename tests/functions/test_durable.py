@@ -31,6 +31,7 @@ from shared import lifecycle, storage
 from shared.config import get_settings
 from shared.core import Core
 from shared.durable import operations, worker
+from shared.durable.store import caller_key_row
 from shared.webhooks import UNLINKING_EVENT, sign
 from tests.conftest import Exported, Sandboxes
 from tests.functions.conftest import Reply, call, registered
@@ -142,6 +143,20 @@ async def test_unknown_operation_is_404_operation_not_found(queues: Queues) -> N
         f"operations/{missing}",
         method="GET",
         route_params={"operationId": missing},
+    )
+    assert (reply.status, reply.body["code"]) == (404, "OPERATION_NOT_FOUND")
+
+
+@pytest.mark.parametrize("kind", ["webhook-keys", "caller-key"])
+async def test_an_id_naming_a_key_partition_is_404_not_an_operation(
+    kind: str, queues: Queues
+) -> None:
+    keyed = await call("unlink_ticket", UNLINK, unlink_body(), headers={"Idempotency-Key": "k-1"})
+    delivered = await deliver(investigation(), event_id=str(uuid.uuid4()))
+    assert (keyed.status, delivered.status) == (200, 202)  # both key partitions hold rows
+    name = "webhook-keys" if kind == "webhook-keys" else caller_key_row("k-1")[0]
+    reply = await call(
+        "get_operation", f"operations/{name}", method="GET", route_params={"operationId": name}
     )
     assert (reply.status, reply.body["code"]) == (404, "OPERATION_NOT_FOUND")
 
