@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from incident_link_api.outcome import ItemError
 from shared import problems
 from shared.errors import Forbidden, InvalidPayload, InvalidSignature, UpstreamRejected
 from shared.logsafe import clip
@@ -52,6 +53,12 @@ def test_finding_1_an_upstream_4xx_outside_httpstatus_passes_through_with_a_gene
     assert rendered.status == status
 
 
+def test_finding_1_a_recorded_499_answers_every_poll_with_its_status() -> None:
+    recorded = ItemError(kind="rejected", message="closed", upstream_status=499, code="CLOSED")
+    problem = problems.from_upstream("contraforce", recorded)
+    assert (problem.status, problem.title) == (499, "Client Error 499")
+
+
 def test_finding_1_every_status_from_100_to_599_has_a_title() -> None:
     titles = {status: problems.status_title(status) for status in range(100, 600)}
     assert titles[404] == "Not Found"
@@ -68,6 +75,23 @@ def _signed_headers(timestamp: str, body: bytes) -> dict[str, str]:
         "X-CF-Event-Id": "5b0c7a1e-3c55-4c7a-9a51-2d1f0e6b9c3a",
         "X-CF-Timestamp": timestamp,
         "X-CF-Signature": sign(body, secret=SECRET, timestamp=timestamp),
+    }
+
+
+async def test_finding_5_a_webhook_timestamp_near_1e18_is_a_401_problem_not_a_500(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CONTRAFORCE_WEBHOOK_SECRETS", SECRET.decode())
+    body = json.dumps({"type": UNLINKING_EVENT, "data": {}}).encode()
+    reply = await call(
+        "contraforce_webhook",
+        "webhooks/contraforce",
+        raw=body,
+        headers=_signed_headers("1" + "0" * 18, body),
+    )
+    assert (reply.status, reply.media_type) == (401, "application/problem+json")
+    assert reply.body["errors"] == {
+        "X-CF-Timestamp": ["is not Unix seconds or ISO 8601 with a time zone"]
     }
 
 
@@ -147,6 +171,22 @@ def test_finding_13_a_principal_nested_5000_deep_is_a_403_not_a_recursion_error(
     with pytest.raises(Forbidden) as refused:
         read_principal(value)
     assert (refused.value.status, refused.value.code) == (403, "PRINCIPAL_UNREADABLE")
+
+
+async def test_finding_13_a_deep_principal_on_a_route_is_a_403_problem_not_a_500(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "True")
+    deep = "[" * 5_000 + "]" * 5_000
+    value = base64.b64encode(f'{{"auth_typ": "aad", "claims": {deep}}}'.encode()).decode()
+    reply = await call(
+        "unlink_ticket",
+        "actions/unlink-ticket",
+        {"workspaceId": WORKSPACE, "incident": {"number": "1001"}},
+        headers={"x-ms-client-principal": value},
+    )
+    assert (reply.status, reply.media_type) == (403, "application/problem+json")
+    assert reply.body["code"] == "PRINCIPAL_UNREADABLE"
 
 
 @pytest.mark.parametrize("provider", ["github", "google", "", None])
