@@ -20,7 +20,9 @@ Service Authentication any client can send it. The platform tells the app by set
 
 Reading the header is bounded before any JSON is parsed: at most 16 KB of base64, nested at
 most `_MAX_DEPTH` levels (the document is three deep; 5,000 levels would exhaust Python's
-recursion limit), at most `_MAX_CLAIMS` claims. Whatever goes wrong is a 403, never a 500.
+recursion limit), at most `_MAX_CLAIMS` claims; the ids it keeps (`appid`/`azp`, `oid`) must be
+printable ASCII (Entra's are GUIDs), since the caller's name goes into records and log lines.
+Whatever goes wrong is a 403, never a 500.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ _OBJECT_CLAIMS = (OBJECT_ID_CLAIM, "oid")
 _MAX_HEADER_CHARS = 16_384
 _MAX_DEPTH = 8  # {claims: [{typ, val}]} is 3 deep
 _MAX_CLAIMS = 512
+_MAX_ID_CHARS = 128
 ENTRA_ID_PROVIDER = "aad"  # `auth_typ` (and X-MS-CLIENT-PRINCIPAL-IDP) for Microsoft Entra ID
 
 
@@ -137,11 +140,24 @@ def read_principal(value: str) -> Principal:
             errors={"X-MS-CLIENT-PRINCIPAL": [f"auth_typ must be {ENTRA_ID_PROVIDER!r}"]},
             code="PRINCIPAL_NOT_ENTRA",
         )
-    return Principal(
+    principal = Principal(
         identity_provider=provider,
         client_id=next((values[c] for c in _CLIENT_CLAIMS if values.get(c)), None),
         object_id=next((values[c] for c in _OBJECT_CLAIMS if values.get(c)), None),
     )
+    if any(not _plain_id(i) for i in (principal.client_id, principal.object_id) if i):
+        # Entra's ids are GUIDs; the caller's name goes into records and log lines as is.
+        raise Forbidden(
+            "the caller's identity (X-MS-CLIENT-PRINCIPAL) names an id that is not printable "
+            f"ASCII of at most {_MAX_ID_CHARS} characters",
+            errors={"X-MS-CLIENT-PRINCIPAL": ["appid, azp and oid must be plain ids"]},
+            code="PRINCIPAL_UNREADABLE",
+        )
+    return principal
+
+
+def _plain_id(value: str) -> bool:
+    return len(value) <= _MAX_ID_CHARS and value.isascii() and value.isprintable()
 
 
 def authorize(

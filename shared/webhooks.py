@@ -176,6 +176,11 @@ def _verify(
             "X-CF-Event-Id header is required to deliver at most once",
             errors={"X-CF-Event-Id": ["is required"]},
         )
+    if not (event_id.isascii() and event_id.isprintable()):  # it is logged and stored as is
+        raise InvalidPayload(
+            "X-CF-Event-Id must be printable ASCII (ContraForce sends a GUID)",
+            errors={"X-CF-Event-Id": ["must be printable ASCII"]},
+        )
     schema = (headers.get("X-CF-Schema") or headers.get("x-cf-schema") or "").strip()
     test_header = (
         headers.get("X-CF-Test") or headers.get("x-cf-test") or ""

@@ -207,6 +207,15 @@ def test_finding_13_a_principal_from_another_identity_provider_is_refused(
     assert (refused.value.status, refused.value.code) == (403, "PRINCIPAL_NOT_ENTRA")
 
 
+@pytest.mark.parametrize("client_id", ["a\n2026 ERROR forged", "\x1b[2J", "a" * 129])
+def test_finding_13_a_principal_whose_id_would_forge_a_log_line_is_refused(
+    client_id: str,
+) -> None:
+    with pytest.raises(Forbidden) as refused:
+        read_principal(encode(principal_document(client_id, LOGIC_APP_OBJECT_ID)))
+    assert refused.value.code == "PRINCIPAL_UNREADABLE"
+
+
 @given(st.recursive(st.none() | st.booleans() | st.text(), st.lists, max_leaves=50))
 def test_finding_13_any_claims_value_is_a_principal_or_a_403(claims: object) -> None:
     value = _header({"auth_typ": "aad", "claims": claims})["x-ms-client-principal"]
@@ -234,6 +243,16 @@ def _unlinking(**data: object) -> dict[str, object]:
         "type": UNLINKING_EVENT,
         "data": {"accountId": WORKSPACE, "classification": "FalsePositive", **data},
     }
+
+
+@pytest.mark.parametrize("event_id", ["e\n2026 ERROR forged", "e\x1b[2J", "é"])
+def test_finding_6_a_webhook_event_id_that_would_forge_a_log_line_is_refused(
+    event_id: str,
+) -> None:
+    headers = {**_signed_headers(NOW.isoformat(), b"{}"), "X-CF-Event-Id": event_id}
+    with pytest.raises(InvalidPayload) as refused:
+        verify(headers, b"{}", secrets=(SECRET,), now=NOW)
+    assert "X-CF-Event-Id" in refused.value.errors
 
 
 @pytest.mark.parametrize("number", [True, False, 1.0, "1 ", "-1", "1e3", -1])
