@@ -8,7 +8,7 @@ NODE   := node_modules/.installed
 CHECKOV_VENV  := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
-.PHONY: venv lint test run bench clean
+.PHONY: venv lint test run sandbox bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,8 +37,18 @@ lint: $(STAMP) $(CHECKOV_STAMP)
 test: lint $(NODE)
 	$(BIN)/python -m pytest
 
+# make run LOCAL_STORAGE_DIR=.azurite   Azurite keeps its data in .azurite (default: in memory)
+# make sandbox                          the simulators and an Azurite in a process of their own;
+# make run LOCAL_SANDBOX=apart           then the host uses them: kill and restart it at will
+LOCAL_STORAGE_DIR ?=
+LOCAL_SANDBOX ?=
+export LOCAL_STORAGE_DIR LOCAL_SANDBOX
+
 run: $(STAMP) $(NODE)
 	$(BIN)/python -m local
+
+sandbox: $(STAMP) $(NODE)
+	$(BIN)/python -m local.sandbox
 
 bench: $(STAMP) $(NODE)
 	$(BIN)/python -m bench
