@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import Field
 
@@ -18,6 +18,8 @@ class ItemStatus(StrEnum):
     SUCCEEDED = "succeeded"
     NOT_APPLIED = "not_applied"  # the upstream answered, and did not do it (nothing linked)
     FAILED = "failed"  # the upstream failed or refused
+    # No answer after a send that may have acted (its answer was lost): it may have happened.
+    UNKNOWN = "unknown"
     PLANNED = "planned"  # dry run: validated, nothing sent
     PENDING = "pending"  # accepted, queued, not run yet
 
@@ -26,6 +28,7 @@ class OutcomeStatus(StrEnum):
     SUCCEEDED = "succeeded"
     PARTIALLY_SUCCEEDED = "partially_succeeded"
     FAILED = "failed"
+    UNKNOWN = "unknown"  # nothing succeeded, and some item's outcome is unknown: it may have acted
     PENDING = "pending"
     PLANNED = "planned"
     SKIPPED = "skipped"  # a webhook event the policy does not act on
@@ -36,6 +39,9 @@ class OutcomeStatus(StrEnum):
 
 
 ErrorKind = Literal["not_applied", "rejected", "auth_rejected", "unavailable"]
+# The code (ItemError.code, and the problem's) of an item with no answer after a send that
+# may have acted: its status is `unknown`.
+OUTCOME_UNKNOWN: Final = "OUTCOME_UNKNOWN"
 
 
 class UpstreamInfo(CamelModel):
@@ -68,6 +74,12 @@ class ItemResult(CamelModel):
     target: str
     status: ItemStatus
     message: str | None = None
+    inferred: bool = Field(
+        default=False,
+        description="true: a success inferred, not confirmed. An earlier send of this command "
+        "lost its answer, and the upstream now answers that there is nothing to do, so that "
+        "send did it.",
+    )
     upstream: UpstreamInfo | None = None
     attempts: int = 0
     error: ItemError | None = None
@@ -93,10 +105,15 @@ class Outcome(CamelModel):
 
     @staticmethod
     def status_of(items: tuple[ItemResult, ...]) -> OutcomeStatus:
-        """succeeded if every item did, partially_succeeded if some did, failed if none did."""
+        """succeeded if every item did, partially_succeeded if some did; if none did, unknown
+        when some item's outcome is unknown (it may have acted), else failed."""
         if items and all(item.status is ItemStatus.PLANNED for item in items):
             return OutcomeStatus.PLANNED
         done = sum(item.status is ItemStatus.SUCCEEDED for item in items)
         if items and done == len(items):
             return OutcomeStatus.SUCCEEDED
-        return OutcomeStatus.PARTIALLY_SUCCEEDED if done else OutcomeStatus.FAILED
+        if done:
+            return OutcomeStatus.PARTIALLY_SUCCEEDED
+        if any(item.status is ItemStatus.UNKNOWN for item in items):
+            return OutcomeStatus.UNKNOWN
+        return OutcomeStatus.FAILED

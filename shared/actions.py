@@ -6,8 +6,12 @@ Each command becomes one upstream call (`run_command`); each call becomes one or
   `ErrorData` is "nothing to do" with D3's own message; `Status: Failed` or a non-empty `error`
   is not_applied for the rest. *Partially Successful* therefore becomes `partially_succeeded`.
 - "Nothing to do" is not_applied, except after an ambiguous earlier send of the same command
-  (`settle`, the one rule every path uses; see `shared.lifecycle`).
-- An upstream error becomes a failed item carrying the upstream's status, code and requestId.
+  (`settle`, the one rule every path uses; see `shared.lifecycle`): then it is a success marked
+  `inferred`, so a caller can tell it from a confirmed one.
+- An upstream error becomes a failed item carrying the upstream's status, code and requestId;
+  when no usable answer came after a send that may have acted, the item is `unknown`
+  (`OUTCOME_UNKNOWN`, `outcome_unknown`): it may have happened, and a repeat of the same command
+  (keyed or replayed) finds out without acting twice.
 Commands run with bounded concurrency (`BULK_CONCURRENCY`); clients pace requests themselves.
 The clients come in as `Upstreams`, so the core runs on any transport.
 """
@@ -23,6 +27,7 @@ from datetime import UTC, datetime
 from incident_link_api.base import Upstream
 from incident_link_api.commands import Action, Command, RemoveLinkedIncidents, UnlinkTicket
 from incident_link_api.outcome import (
+    OUTCOME_UNKNOWN,
     ItemError,
     ItemResult,
     ItemStatus,
@@ -200,14 +205,42 @@ def settle(items: Sequence[ItemResult], *, ambiguous: bool) -> tuple[ItemResult,
         item.model_copy(
             update={
                 "status": ItemStatus.SUCCEEDED,
-                "message": "done by an earlier send of this command whose answer was lost "
-                f"(the upstream now answers: {item.message})",
+                "message": "inferred: done by an earlier send of this command whose answer was "
+                f"lost (the upstream now answers: {item.message})",
+                "inferred": True,
                 "error": None,
             }
         )
         if item.error is not None and item.error.code == NOTHING_TO_DO
         else item
         for item in items
+    )
+
+
+def outcome_unknown(items: Sequence[ItemResult]) -> tuple[ItemResult, ...]:
+    """The items of a command with no usable answer after a send that may have acted:
+    `unknown`, not failed or pending, for it may have happened. Answered items stay as they
+    are."""
+    return tuple(_unknown(item) if _unanswered(item) else item for item in items)
+
+
+def _unanswered(item: ItemResult) -> bool:
+    return item.status in {ItemStatus.FAILED, ItemStatus.UNKNOWN, ItemStatus.PENDING} and (
+        item.error is None or item.error.kind == "unavailable"
+    )
+
+
+def _unknown(item: ItemResult) -> ItemResult:
+    cause = item.error.message if item.error is not None else "no answer recorded"
+    message = (
+        "outcome unknown: a send of this command may have acted upstream and its answer was "
+        f"lost ({cause}); it may have happened"
+    )
+    error = (item.error or ItemError(kind="unavailable", message=message)).model_copy(
+        update={"message": message, "code": OUTCOME_UNKNOWN}
+    )
+    return item.model_copy(
+        update={"status": ItemStatus.UNKNOWN, "message": message, "error": error}
     )
 
 
@@ -262,20 +295,22 @@ async def _execute(command: Command, upstreams: Upstreams, settings: Settings) -
         upstream = UpstreamInfo(
             name=exc.upstream, status=error.upstream_status, request_id=error.request_id
         )
+        items = tuple(
+            ItemResult(
+                target=target,
+                status=ItemStatus.FAILED,
+                message=error.message,
+                upstream=upstream,
+                attempts=exc.attempts,
+                error=error,
+            )
+            for target in targets(command)
+        )
+        may_have_acted = isinstance(exc, UpstreamUnavailable) and exc.may_have_acted
         return CommandRun(
-            tuple(
-                ItemResult(
-                    target=target,
-                    status=ItemStatus.FAILED,
-                    message=error.message,
-                    upstream=upstream,
-                    attempts=exc.attempts,
-                    error=error,
-                )
-                for target in targets(command)
-            ),
+            outcome_unknown(items) if may_have_acted else items,
             attempts=exc.attempts,
-            may_have_acted=isinstance(exc, UpstreamUnavailable) and exc.may_have_acted,
+            may_have_acted=may_have_acted,
         )
 
 

@@ -8,6 +8,12 @@ and run or queue), receive a verified webhook delivery, find an operation. No HT
 - an asynchronous request is recorded and queued.
 Every path settles "nothing to do" by the same rule (`shared.actions.settle`).
 
+A keyed repeat that meets its first request still running is `Pending` (the edge answers 202 +
+Location) on a canonical route. A mirror route's caller was written for a vendor that never
+answers 202: its repeat waits, bounded (`DUPLICATE_WAIT_SECONDS`, and never past the first
+run's lease), for the first to finish and answers the same way, else it is `InProgress`, which
+the edge answers with the vendor-shaped 409 + Retry-After.
+
 Each use case takes the `Core` the edge hands in (settings, upstream clients, storage, clock).
 The storage path (durable, lifecycle, webhooks, the Azure SDK) is imported by the functions that
 take it, on their first use: a direct call, the first call of most instances, never loads it
@@ -16,7 +22,9 @@ take it, on their first use: a direct call, the first call of most instances, ne
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -81,8 +89,20 @@ class Skipped:
     event_id: str
 
 
-Handled = Finished | Pending
+@dataclass(frozen=True)
+class InProgress:
+    """A mirror route's repeat whose first request was still running when the wait ended:
+    the caller retries (a vendor-shaped 409 + Retry-After), never polls."""
+
+    operation: Operation
+
+
+Handled = Finished | Pending | InProgress
 WEBHOOK_SENDER = "contraforce-webhook"  # how an operation record names a webhook's sender
+# Mirror routes: how long a repeat waits for its first request at most, and how often it looks.
+MIRROR_ROUTES = frozenset({"contraforce_mirror", "d3_mirror"})
+DUPLICATE_WAIT_SECONDS = 10.0
+DUPLICATE_POLL_SECONDS = 0.25
 
 
 def as_handled(operation: Operation) -> Handled:
@@ -130,7 +150,7 @@ async def perform(request: ActionRequest, core: Core, *, steps: Steps | None = N
         return as_handled(await _enqueue(storage, store, claim, core))
     operation = claim.operation
     if not lifecycle.allowed(Move.LEASE, operation.header, core.clock()):
-        return as_handled(operation)
+        return await _sync_answer(request, operation, core)
     try:
         operation = await attempt.run_attempt(
             operation,
@@ -144,7 +164,23 @@ async def perform(request: ActionRequest, core: Core, *, steps: Steps | None = N
         )
     except LeaseHeld:
         operation = await operations.read(store, operation.operation_id) or operation
-    return as_handled(operation)
+    return await _sync_answer(request, operation, core)
+
+
+async def _sync_answer(request: ActionRequest, operation: Operation, core: Core) -> Handled:
+    """A synchronous keyed request's answer; on a mirror route, a first request still running
+    is waited for (see the module docstring)."""
+    if operation.final or request.route not in MIRROR_ROUTES:
+        return as_handled(operation)
+    wait = DUPLICATE_WAIT_SECONDS
+    if operation.header.lease_until is not None:
+        wait = min(wait, (operation.header.lease_until - core.clock()).total_seconds())
+    for _ in range(max(0, math.ceil(wait / DUPLICATE_POLL_SECONDS))):
+        await asyncio.sleep(DUPLICATE_POLL_SECONDS)
+        operation = await find_operation(core, operation.operation_id)
+        if operation.final:
+            return as_handled(operation)
+    return InProgress(operation)
 
 
 async def _enqueue(storage: Storage, store: RecordStore, claim: Claim, core: Core) -> Operation:

@@ -177,18 +177,27 @@ async def serve_action(req: func.HttpRequest, family: RouteFamily) -> func.HttpR
             sender=invocation.principal,
         )
         handled = await service.perform(request, Core.from_settings(settings))
-        return _rendered(handled, family.render, req, settings)
+        return _rendered(handled, family.render, req, settings, style=family.problem_style)
 
     return await handle(req, perform, problem_style=family.problem_style)
 
 
 def _rendered(
-    handled: service.Handled, render: Renderer, req: func.HttpRequest, settings: Settings
+    handled: service.Handled,
+    render: Renderer,
+    req: func.HttpRequest,
+    settings: Settings,
+    *,
+    style: ProblemStyle = "problem",
 ) -> Rendered:
     match handled:
         case service.Pending(operation):
             location = status_location(operation.operation_id, req, settings)
             return rendering.accepted(operation.outcome(), location=location)
+        case service.InProgress(operation):
+            return rendering.in_progress(
+                operation.operation_id, style, retry_after=rendering.POLL_AFTER_SECONDS
+            )
         case service.Finished(outcome, recorded=True):
             return rendering.recorded(outcome, render)
         case service.Finished(outcome):

@@ -73,13 +73,21 @@ class Operation:
 
 
 def items_of(row: CommandRow) -> tuple[ItemResult, ...]:
-    if row.mark is CommandMark.ANSWERED or row.items:
+    """A command's items: its answer's; else its last failure's, or pending. A command not
+    answered after an ambiguous send (one that may have acted) reads `unknown`, never plain
+    failed: the effect may have happened (`actions.outcome_unknown`)."""
+    if row.mark is CommandMark.ANSWERED:
         return row.items
-    upstream = UpstreamInfo(name=actions.upstream_of(row.command))
-    return tuple(
-        ItemResult(target=target, status=ItemStatus.PENDING, upstream=upstream)
-        for target in actions.targets(row.command)
-    )
+    items = row.items
+    if not items:
+        upstream = UpstreamInfo(name=actions.upstream_of(row.command))
+        items = tuple(
+            ItemResult(target=target, status=ItemStatus.PENDING, upstream=upstream)
+            for target in actions.targets(row.command)
+        )
+    if row.ambiguous and row.mark is CommandMark.PENDING:
+        return actions.outcome_unknown(items)
+    return items
 
 
 @dataclass(frozen=True)
