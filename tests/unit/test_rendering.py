@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from incident_link_api.contraforce import ApiResponseOfboolean
+from incident_link_api.d3 import D3CommandResponse
 from incident_link_api.outcome import (
+    OUTCOME_UNKNOWN,
     ItemError,
     ItemResult,
     ItemStatus,
@@ -98,3 +100,97 @@ def test_webhook_answers() -> None:
         "op-2",
         "not ours",
     )
+
+
+# ---- what the operation did: inferred successes, unknown outcomes, a duplicate in progress ----
+
+
+def inferred_item(target: str = "t") -> ItemResult:
+    return ItemResult(target=target, status=ItemStatus.SUCCEEDED, upstream=CF, inferred=True)
+
+
+def test_an_inferred_contraforce_success_answers_data_true_with_the_inferred_header() -> None:
+    reply = ApiResponseOfboolean.model_validate({"data": False, "meta": {"requestId": "r-2"}})
+    answer = rendering.contraforce_mirror(outcome(inferred_item(), replies=(reply,)))
+    assert (answer.status, answer.body) == (200, {"data": True, "meta": {"requestId": "r-2"}})
+    assert answer.headers[rendering.INFERRED_HEADER] == "true"
+
+
+def test_the_d3_mirror_counts_inferred_incidents_as_removed_and_recounts_its_status() -> None:
+    reply = D3CommandResponse.model_validate(
+        {
+            "error": "",
+            "returnData": {
+                "Status": "Failed",
+                "Data": {},
+                "ErrorData": [
+                    {"Incident Number": "a", "Error message": "not linked"},
+                    {"Incident Number": "b", "Error message": "not linked"},
+                ],
+            },
+        }
+    )
+    not_linked = ItemResult(
+        target="s/b", status=ItemStatus.NOT_APPLIED, upstream=CF, error=NOT_APPLIED
+    )
+    answer = rendering.d3_mirror(outcome(inferred_item("s/a"), not_linked, replies=(reply,)))
+    data = answer.body["returnData"]
+    assert (data["Status"], [e["Incident Number"] for e in data["ErrorData"]]) == (
+        "Partially Successful",
+        ["b"],
+    )
+    assert answer.headers[rendering.INFERRED_HEADER] == "true"
+
+
+def test_a_confirmed_success_replays_the_vendors_reply_unchanged_and_unmarked() -> None:
+    reply = ApiResponseOfboolean.model_validate({"data": True})
+    answer = rendering.contraforce_mirror(outcome(item(ItemStatus.SUCCEEDED), replies=(reply,)))
+    assert rendering.INFERRED_HEADER not in answer.headers
+    assert (
+        rendering.INFERRED_HEADER
+        not in rendering.canonical(outcome(item(ItemStatus.SUCCEEDED))).headers
+    )
+
+
+UNKNOWN = ItemError(kind="unavailable", message="may have acted", code=OUTCOME_UNKNOWN)
+
+
+def test_an_unknown_outcome_is_503_outcome_unknown_deciding_over_a_plain_failure() -> None:
+    plain = item(ItemStatus.FAILED, UNAVAILABLE)
+    unknown = item(ItemStatus.UNKNOWN, UNKNOWN)
+    answer = rendering.canonical(outcome(plain, unknown))
+    assert (answer.status, answer.body["code"], answer.body["outcome"]["status"]) == (
+        503,
+        OUTCOME_UNKNOWN,
+        "unknown",
+    )
+    assert "Retry-After" in answer.headers
+    d3 = rendering.d3_mirror(outcome(unknown))
+    assert (d3.status, d3.body["code"]) == (503, OUTCOME_UNKNOWN)
+    assert "never acts twice" in d3.body["Error"]
+
+
+def test_nothing_succeeded_and_one_unknown_is_an_unknown_outcome_some_succeeded_is_partial() -> (
+    None
+):
+    unknown = item(ItemStatus.UNKNOWN, UNKNOWN)
+    refused = item(ItemStatus.FAILED, NOT_APPLIED)
+    assert Outcome.status_of((unknown, refused)) is OutcomeStatus.UNKNOWN
+    assert Outcome.status_of((refused,)) is OutcomeStatus.FAILED
+    assert Outcome.status_of((unknown, item(ItemStatus.SUCCEEDED))) is (
+        OutcomeStatus.PARTIALLY_SUCCEEDED
+    )
+
+
+def test_a_duplicate_in_progress_is_a_409_in_each_vendors_problem_shape() -> None:
+    contraforce = rendering.in_progress("op-1", "problem", retry_after=5)
+    d3 = rendering.in_progress("op-1", "d3", retry_after=5)
+    for answer in (contraforce, d3):
+        assert (answer.status, answer.media_type, answer.body["code"]) == (
+            409,
+            PROBLEM_JSON,
+            rendering.OPERATION_IN_PROGRESS,
+        )
+        assert (answer.headers, answer.operation_id) == ({"Retry-After": "5"}, "op-1")
+    assert "Error" not in contraforce.body
+    assert "op-1" in d3.body["Error"]
