@@ -39,7 +39,7 @@ from incident_link_api.contraforce import ApiResponseOfboolean, UnlinkServiceTic
 from incident_link_api.d3 import D3CommandResponse, RemoveLinkedIncidentsEnvelope
 from incident_link_api.outcome import Outcome
 from shared.problems import PROBLEM_JSON, Problem
-from shared.rendering import JSON, Rendered
+from shared.rendering import INFERRED_HEADER, JSON, Rendered
 
 TITLE = "Incident Link Actions"
 VERSION = "1.0.0"
@@ -85,7 +85,9 @@ _ERROR_DESCRIPTIONS = {
     401: "No valid function key, or (webhook) the signature did not verify",
     403: "The Entra caller is not in ALLOWED_PRINCIPALS, or the upstream refused the action",
     404: "Not found (here, or upstream)",
-    409: "Nothing to do upstream (NOT_APPLIED), or a conflict upstream",
+    409: "Nothing to do upstream (NOT_APPLIED), or a conflict upstream; on the drop-in routes "
+    "also an earlier request with this Idempotency-Key still running (OPERATION_IN_PROGRESS): "
+    "retry after Retry-After for its answer",
     413: "The body or its number of items is over the limit",
     415: "The body is not JSON",
     422: "Idempotency-Key reused with a different request (IDEMPOTENCY_KEY_REUSED), or the "
@@ -93,7 +95,9 @@ _ERROR_DESCRIPTIONS = {
     500: "A bug, or the upstream failed with 500",
     502: "The upstream refused this app's credentials",
     503: "The upstream or the app's storage is unavailable, or a setting is missing: retry "
-    "after Retry-After",
+    "after Retry-After. OUTCOME_UNKNOWN: no answer came after a request that may have acted "
+    "upstream (status `unknown`): it may have happened; a repeat with the same "
+    "Idempotency-Key (or a replay) finds out and never acts twice",
 }
 ROUTES: tuple[Route, ...] = (
     Route(
@@ -102,7 +106,10 @@ ROUTES: tuple[Route, ...] = (
         "ContraForceUnlinkTicket",
         "Unlink ticket (ContraForce drop-in)",
         "ContraForce's own request and answer shapes: swap the base URL and a caller written for "
-        "ContraForce works unchanged. Adds retries, pacing and X-Operation-Id/X-Correlation-Id.",
+        "ContraForce works unchanged. Adds retries, pacing and X-Operation-Id/X-Correlation-Id. "
+        "The answer says what was done: an unlink inferred from a lost answer is `data: true` "
+        "with X-ILA-Outcome-Inferred; a keyed repeat of a request still running waits for it "
+        "(or gets 409 + Retry-After), never 202.",
         body=("UnlinkServiceTicketRequest",),
         ok={200: "ApiResponseOfboolean"},
         errors=_ACTION_ERRORS,
@@ -115,7 +122,10 @@ ROUTES: tuple[Route, ...] = (
         "D3RemoveLinkedIncidents",
         "Remove linked incidents (D3 drop-in)",
         "D3 SOAR's own envelope and answer (including Partially Successful). Username and Site "
-        "fall back to the configured defaults. Failures are problem+json with D3's Error member.",
+        "fall back to the configured defaults. Failures are problem+json with D3's Error member. "
+        "Incidents whose removal is inferred from a lost answer count as removed (not in "
+        "ErrorData), with X-ILA-Outcome-Inferred; a keyed repeat of a request still running "
+        "waits for it (or gets 409 + Retry-After), never 202.",
         body=("RemoveLinkedIncidentsEnvelope",),
         ok={200: "D3CommandResponse"},
         errors=_ACTION_ERRORS,
@@ -339,6 +349,14 @@ _ACTION_PARAMETERS: list[dict[str, Any]] = [
     },
 ]
 
+_INFERRED_HEADERS = {
+    INFERRED_HEADER: {
+        "description": "`true` when a success in this answer is inferred, not confirmed: an "
+        "earlier send lost its answer and the upstream now answers that there is nothing to do "
+        "(the Outcome's items say which: `inferred`). Absent otherwise.",
+        "schema": {"type": "string", "enum": ["true"]},
+    },
+}
 _ASYNC_HEADERS = {
     "Location": {
         "description": "Poll this URL (GET) for the result.",
@@ -361,10 +379,14 @@ def _operation(route: Route) -> dict[str, Any]:
         }
         if status == 202:
             response["headers"] = _ASYNC_HEADERS
+        elif name in {"Outcome", "ApiResponseOfboolean", "D3CommandResponse"}:
+            response["headers"] = _INFERRED_HEADERS
         responses[str(status)] = response
     if route.action:
         responses["202"] = {
-            "description": "Accepted (Prefer: respond-async, or a repeat still running)",
+            "description": "Accepted (Prefer: respond-async)"
+            if route.vendor_content
+            else "Accepted (Prefer: respond-async, or a repeat still running)",
             "headers": _ASYNC_HEADERS,
             "content": {JSON: {"schema": _ref("Outcome")}},
         }

@@ -62,6 +62,40 @@ def test_swagger_declares_the_async_202_with_location_on_action_routes() -> None
     assert unlink["x-ms-long-running-operation"] is True
 
 
+ACTION_PATHS = (
+    "/contraforce/workspaces/{workspaceId}/tickets/unlink",
+    "/d3/Command/RemoveLinkedIncidents",
+    "/actions/unlink-ticket",
+    "/actions/remove-linked-incidents",
+)
+
+
+@pytest.mark.parametrize("path", [*ACTION_PATHS, "/operations/{operationId}"])
+def test_both_documents_declare_the_inferred_header_on_success_answers(path: str) -> None:
+    method = "get" if path.startswith("/operations") else "post"
+    for document in (openapi(), swagger()):
+        ok = document["paths"][path][method]["responses"]["200"]
+        assert "X-ILA-Outcome-Inferred" in ok["headers"]
+
+
+def test_the_documents_name_the_unknown_outcome_and_its_inferred_counterpart() -> None:
+    schemas = openapi()["components"]["schemas"]
+    assert "unknown" in schemas["ItemStatus"]["enum"]
+    assert "unknown" in schemas["OutcomeStatus"]["enum"]
+    assert schemas["ItemResult"]["properties"]["inferred"]["type"] == "boolean"
+    unlink = openapi()["paths"]["/actions/unlink-ticket"]["post"]["responses"]
+    assert "OUTCOME_UNKNOWN" in unlink["503"]["description"]
+
+
+@pytest.mark.parametrize("path", ACTION_PATHS[:2])
+def test_drop_in_routes_document_202_only_for_respond_async_and_409_for_a_running_repeat(
+    path: str,
+) -> None:
+    responses = openapi()["paths"][path]["post"]["responses"]
+    assert responses["202"]["description"] == "Accepted (Prefer: respond-async)"
+    assert "OPERATION_IN_PROGRESS" in responses["409"]["description"]
+
+
 def test_swagger_has_no_json_schema_2020_keywords() -> None:
     text = json.dumps(swagger())
     assert '"anyOf"' not in text
