@@ -13,6 +13,7 @@ import pytest
 from incident_link_api.commands import UnlinkTicket
 from incident_link_api.contraforce import IncidentReference
 from incident_link_api.outcome import OutcomeStatus
+from local.sandbox.faults import Fault, FaultKind, FaultPlan
 from shared import lifecycle, service, storage
 from shared.config import get_settings
 from shared.core import Core
@@ -121,3 +122,36 @@ async def test_a_recovery_message_under_a_live_lease_looks_again_when_it_ends(
     still = await operations.read(store, request.operation_id)
     assert still is not None
     assert not still.final
+
+
+async def test_a_queued_retry_recorded_just_before_a_crash_still_has_its_message(
+    queues: Queues, sandbox: Sandboxes
+) -> None:
+    """The retry's message goes before the record that says "queued again": a host dying
+    between the two would otherwise leave a queued retry (not recoverable: it has run) that
+    no message ever runs."""
+    settings = get_settings()
+    request = service.ActionRequest(
+        operation_id=str(uuid.uuid4()),
+        route="canonical",
+        commands=[_command()],
+        respond_async=True,
+    )
+    await service.perform(request, Core.from_settings(settings))
+    queued = [m for m in await _messages(queues) if not m.recovery]
+    assert [m.operation_id for m in queued] == [request.operation_id]
+    sandbox.contraforce.faults = FaultPlan(script=[Fault.of(FaultKind.UNAVAILABLE)] * 2)
+    with pytest.raises(Crash):
+        await worker.process_message(
+            Core.from_settings(settings),
+            queued[0].to_message(),
+            dequeue_count=1,
+            steps=crashing_at("recorded"),
+        )
+    retries = [m for m in await _messages(queues) if not m.recovery]
+    assert [m.operation_id for m in retries] == [request.operation_id]
+    done = await worker.process_message(
+        Core.from_settings(settings), retries[0].to_message(), dequeue_count=1
+    )
+    assert done is not None
+    assert done.header.status is OutcomeStatus.SUCCEEDED
