@@ -19,8 +19,15 @@ _EXIT = {
     OutcomeStatus.PENDING: SUCCESS,
     OutcomeStatus.PARTIALLY_SUCCEEDED: PARTIAL,
     OutcomeStatus.FAILED: FAILURE,
+    OutcomeStatus.UNKNOWN: FAILURE,  # may have acted: not a success to branch on
 }
-_STYLE = {"succeeded": "green", "planned": "cyan", "pending": "yellow", "not_applied": "yellow"}
+_STYLE = {
+    "succeeded": "green",
+    "planned": "cyan",
+    "pending": "yellow",
+    "not_applied": "yellow",
+    "unknown": "magenta",
+}
 
 
 def exit_status(outcome: Outcome) -> int:

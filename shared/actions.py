@@ -40,6 +40,7 @@ from shared.clients.registry import Upstreams
 from shared.config import Settings
 from shared.context import current_invocation
 from shared.errors import UpstreamError, UpstreamUnavailable
+from shared.logsafe import clip
 from shared.problems import item_error
 
 logger = logging.getLogger(__name__)
@@ -138,8 +139,12 @@ def log_outcome(outcome: Outcome, *, route: str, mode: str | None = None, upstre
     caller = route if mode is None else f"{route}:{mode}"
     invocation = current_invocation()
     correlation_id = invocation.correlation_id if invocation else outcome.operation_id
-    request_ids = sorted(
-        {i.upstream.request_id for i in outcome.items if i.upstream and i.upstream.request_id}
+    request_ids = sorted(  # the upstream's strings: escaped and clipped, like any untrusted
+        {
+            clip(i.upstream.request_id, 80)
+            for i in outcome.items
+            if i.upstream and i.upstream.request_id
+        }
     )
     elapsed = (
         (outcome.finished_at - outcome.started_at).total_seconds() * 1000
@@ -158,7 +163,7 @@ def log_outcome(outcome: Outcome, *, route: str, mode: str | None = None, upstre
         len(outcome.items),
         outcome.status.value,
         outcome.attempts,
-        ",".join(request_ids) or "-",
+        clip(",".join(request_ids), 2000) if request_ids else "-",
         elapsed,
         outcome.dry_run,
         extra={

@@ -27,6 +27,7 @@ from shared.context import Invocation, set_invocation
 from shared.core import Core
 from shared.errors import AppError, InvalidPayload, OperationNotFound, PayloadTooLarge
 from shared.intake import Incoming, dry_run_requested, query_of
+from shared.logsafe import clip
 from shared.problems import from_error
 from shared.rendering import ProblemStyle, Rendered, render_problem
 from shared.routes import RouteFamily
@@ -86,7 +87,7 @@ def to_http(rendered: Rendered, invocation: Invocation, *, instance: str) -> fun
 def render_error(exc: Exception, style: ProblemStyle) -> Rendered:
     """Log and map an exception that reached the edge."""
     if isinstance(exc, AppError):
-        logger.info("request refused: %s: %s", type(exc).__name__, exc.message)
+        logger.info("request refused: %s: %s", type(exc).__name__, clip(exc.message, 1000))
     else:
         logger.error("unexpected error while handling a request", exc_info=exc)
     return render_problem(from_error(exc), style)
