@@ -273,10 +273,21 @@ def _plan(command: Command, upstreams: Upstreams) -> CommandRun:
     else:
         d3 = upstreams.d3()
         request = d3.describe(d3.prepare_remove(command))
+    # One request per command, shown once: on its first item. The others point at it, so a
+    # dry run's answer grows with the request, not with its square (100 linked incidents
+    # would otherwise repeat a 100-number body 100 times).
+    first, *rest = targets(command)
     return CommandRun(
-        tuple(
-            ItemResult(target=target, status=ItemStatus.PLANNED, request=request)
-            for target in targets(command)
+        (
+            ItemResult(target=first, status=ItemStatus.PLANNED, request=request),
+            *(
+                ItemResult(
+                    target=target,
+                    status=ItemStatus.PLANNED,
+                    message=f"planned: in the same upstream request as {first}",
+                )
+                for target in rest
+            ),
         )
     )
 
