@@ -11,8 +11,9 @@ Two settings of its own make a crash worth watching:
 - `LOCAL_STORAGE_DIR=<folder>`: the Azurite started here keeps its data in that folder
   (Azurite's `--location`) instead of in memory, so a restart finds the queues and operations;
 - `LOCAL_SANDBOX=apart`: the simulators and Azurite are the ones `python -m local.sandbox`
-  (`make sandbox`) serves in a process of their own, on its fixed ports; nothing is started
-  here, and a host-only restart keeps the storage and the upstreams' state.
+  (`make sandbox`) serves in a process of their own, on its fixed ports (or, with
+  `LOCAL_SANDBOX=<file>`, where its `--env-file` says); nothing is started here, and a
+  host-only restart keeps the storage and the upstreams' state.
 
 Ctrl-C stops it all. Children (Azurite) end with this process even if it is killed
 (`local.processes`).
@@ -31,6 +32,7 @@ import sys
 from collections.abc import Mapping, MutableMapping
 from contextlib import ExitStack
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import uvicorn
 
@@ -39,9 +41,10 @@ from local import easy_auth
 from local.azurite import start_azurite
 from local.host import LocalHost, load_host_json
 from local.queues import QueueOptions, QueueRunner
-from local.sandbox import APART_HOST, CONTRAFORCE_PORT, D3_PORT, apart_settings
+from local.sandbox import APART_HOST, apart_settings
 from local.sandbox import contraforce as cf_sandbox
 from local.sandbox import d3 as d3_sandbox
+from local.sandbox.__main__ import read_env_file
 from local.sandbox.contraforce_state import DEMO_WORKSPACE_ID
 from local.sandbox.d3_state import DEMO_SITE, DEMO_USERNAME
 from local.sandbox.settings import contraforce_settings, d3_settings
@@ -57,36 +60,6 @@ STORAGE_DIR_SETTING = "LOCAL_STORAGE_DIR"
 SANDBOX_SETTING = "LOCAL_SANDBOX"
 
 
-class SandboxNotRunning(RuntimeError):
-    """`LOCAL_SANDBOX=apart`, and nothing answers on the sandbox's ports."""
-
-
-def _answers(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(1.0)
-        return sock.connect_ex((host, port)) == 0
-
-
-def _use_sandbox_apart(env: MutableMapping[str, str]) -> str:
-    """Point the settings the environment does not set at `python -m local.sandbox`."""
-    for name, port in (("ContraForce", CONTRAFORCE_PORT), ("D3", D3_PORT)):
-        if not _answers(APART_HOST, port):
-            raise SandboxNotRunning(
-                f"{SANDBOX_SETTING}=apart, but no {name} simulator answers on "
-                f"{APART_HOST}:{port}: start `make sandbox` (python -m local.sandbox) first"
-            )
-    for name, value in apart_settings().items():
-        env.setdefault(name, value)
-    return (
-        f"Simulators and Azurite apart ({SANDBOX_SETTING}=apart): make sandbox serves them on "
-        f"{APART_HOST}:{CONTRAFORCE_PORT} (ContraForce), :{D3_PORT} (D3) and Azurite's ports; "
-        "kill and restart this host and they keep their state\n"
-        + faults_example(f"http://{APART_HOST}:{CONTRAFORCE_PORT}")
-        + "\n"
-        + faults_example(f"http://{APART_HOST}:{D3_PORT}")
-    )
-
-
 def faults_example(server_base_url: str) -> str:
     """A ready-to-paste fault plan for one simulator: a 429, then a 503, then normal answers."""
     plan = json.dumps({"script": [{"kind": "rate_limited"}, {"kind": "unavailable"}]})
@@ -99,15 +72,61 @@ def faults_example(server_base_url: str) -> str:
     )
 
 
+class SandboxNotRunning(RuntimeError):
+    """`LOCAL_SANDBOX` names a sandbox apart, and nothing answers where it should be."""
+
+
+def _origin(url: str) -> tuple[str, int]:
+    parsed = urlsplit(url)
+    return parsed.hostname or APART_HOST, parsed.port or 80
+
+
+def _answers(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1.0)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _use_sandbox_apart(env: MutableMapping[str, str], where: str) -> str:
+    """Point the settings the environment does not set at `python -m local.sandbox`: on its
+    fixed ports (`where` is `apart`), or as its `--env-file` says (`where` is that file)."""
+    if where.lower() == "apart":
+        settings = apart_settings()
+    elif Path(where).is_file():
+        settings = read_env_file(Path(where))
+    else:
+        raise SandboxNotRunning(
+            f"{SANDBOX_SETTING}={where!r}: 'apart' (make sandbox's fixed ports), the --env-file "
+            "of python -m local.sandbox, or unset (the simulators run in this process)"
+        )
+    origins = {
+        name: _origin(settings[setting])
+        for name, setting in (("ContraForce", "CONTRAFORCE_BASE_URL"), ("D3", "D3_BASE_URL"))
+    }
+    for name, (host, port) in origins.items():
+        if not _answers(host, port):
+            raise SandboxNotRunning(
+                f"{SANDBOX_SETTING}={where}, but no {name} simulator answers on {host}:{port}: "
+                "start `make sandbox` (python -m local.sandbox) first"
+            )
+    for name, value in settings.items():
+        env.setdefault(name, value)
+    return "\n".join(
+        [
+            (
+                f"Simulators and Azurite apart ({SANDBOX_SETTING}={where}), served by "
+                "python -m local.sandbox: kill and restart this host, they keep their state"
+            ),
+            *(faults_example(f"http://{host}:{port}") for host, port in origins.values()),
+        ]
+    )
+
+
 def _start_sandboxes(stack: ExitStack, env: MutableMapping[str, str]) -> list[str]:
     """Start the simulators the environment does not replace; return their summaries."""
     summaries = []
-    if env.get(SANDBOX_SETTING, "").strip().lower() == "apart":
-        summaries.append(_use_sandbox_apart(env))
-    elif env.get(SANDBOX_SETTING, "").strip():
-        raise SandboxNotRunning(
-            f"{SANDBOX_SETTING} is {env[SANDBOX_SETTING]!r}: 'apart' or unset (simulators here)"
-        )
+    if where := env.get(SANDBOX_SETTING, "").strip():
+        summaries.append(_use_sandbox_apart(env, where))
     if not env.get("CONTRAFORCE_BASE_URL"):
         cf_app = cf_sandbox.create_app()
         server = stack.enter_context(serve_in_thread(cf_app))

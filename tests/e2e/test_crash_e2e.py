@@ -120,6 +120,29 @@ def test_azurite_of_make_run_ends_when_the_host_is_killed_with_sigkill(tmp_path:
     eventually(lambda: not alive(child), seconds=5, what=f"Azurite (pid {child}) ended")
 
 
+def test_a_host_restart_against_the_sandbox_apart_keeps_storage_and_upstream_state(
+    apart: Sandbox, tmp_path: Path
+) -> None:
+    # What `make run LOCAL_SANDBOX=apart` does, with the sandbox's --env-file for its ports.
+    settings = {"LOCAL_SANDBOX": str(apart.folder / "sandbox.env")}
+    port, log = free_port(), tmp_path / "host.log"
+    op = Op("sync-unlink", 0)
+    host = Host.start(settings, port=port, log=log)
+    try:
+        submit(op, host.base_url, time.monotonic)
+    finally:
+        host.kill()
+    first = op.body
+    host = Host.start(settings, port=port, log=log)
+    try:
+        repost(op, host.base_url, time.monotonic)  # the same key: the stored answer
+    finally:
+        host.stop()
+    contraforce = apart.state(apart.contraforce)
+    assert (first["status"], op.body["operationId"]) == ("succeeded", first["operationId"])
+    assert effects_of(op, contraforce, {}) == 1
+
+
 def _counters(origin: str) -> int:
     requests: int = httpx.get(f"{origin}/_sandbox/counters", timeout=5).json()["actionRequests"]
     return requests
