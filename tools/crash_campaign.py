@@ -262,6 +262,7 @@ class Op:
     asks_again: bool = False  # a mirror answered "in progress, retry"
     retries: int = 0  # how often the caller asked a mirror again
     ask_at: float = 0.0  # not before its Retry-After
+    sent_at: float = 0.0
     final_at: float | None = None
     unreached: bool = False
 
@@ -339,6 +340,7 @@ def _take(op: Op, reply: httpx.Response, clock: Callable[[], float]) -> None:
 
 def submit(op: Op, base_url: str, clock: Callable[[], float]) -> None:
     """The first POST; a broken connection marks the operation `cut`."""
+    op.sent_at = clock()
     try:
         _take(op, _post(op, base_url), clock)
     except httpx.TransportError:
@@ -423,6 +425,7 @@ class Tally:
     def table(self) -> str:
         columns = [
             "ops",
+            "not final at a kill",
             "cut by a kill",
             "re-post got 202",
             "asked a mirror again",
@@ -564,6 +567,9 @@ class Campaign:
             tally.add(op.kind, "ops")
             if op.cut:
                 tally.add(op.kind, "cut by a kill")
+            end = op.final_at if op.final_at is not None else self.clock()
+            if any(op.sent_at <= kill <= end for kill in self.kills):
+                tally.add(op.kind, "not final at a kill")
             if op.reposted == 202:
                 tally.add(op.kind, "re-post got 202")
             if op.retries:
