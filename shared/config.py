@@ -144,6 +144,10 @@ class Settings(BaseSettings):
     website_hostname: str | None = Field(
         default=None, alias="WEBSITE_HOSTNAME", pattern=r"^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$"
     )
+    # Signs each 202's status link (shared/status_links.py), at least 32 characters; the link
+    # expires with the operation's record (IDEMPOTENCY_RETENTION_HOURS). Unset, `Location`
+    # names the operators' route, which needs the function key.
+    status_link_secret: SecretStr | None = None
 
     @field_validator("*", mode="before")
     @classmethod
@@ -169,6 +173,13 @@ class Settings(BaseSettings):
                 "must not carry a user name or password (user:password@); put credentials in "
                 "their own settings"
             )
+        return value
+
+    @field_validator("status_link_secret")
+    @classmethod
+    def _status_link_secret_is_long(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().strip()) < 32:
+            raise ValueError("must be at least 32 characters")
         return value
 
     @field_validator("allowed_principals")
