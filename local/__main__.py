@@ -261,9 +261,9 @@ def main() -> int:
     host = os.environ.get("HOST", "127.0.0.1")
     port = int(os.environ.get("PORT", "7071"))
     key = os.environ.get("LOCAL_FUNCTION_KEY") or secrets.token_urlsafe(24)
-    # The 202's Location: this host's own address (never a request's Host), signed with a
-    # secret of this run unless one is given (shared/status_links.py).
-    os.environ.setdefault("PUBLIC_BASE_URL", f"http://{host}:{port}")
+    # The 202's Location: this host's own address as the banner prints it (never a request's
+    # Host), signed with a secret of this run unless one is given (shared/status_links.py).
+    os.environ.setdefault("PUBLIC_BASE_URL", f"http://localhost:{port}")
     os.environ.setdefault("STATUS_LINK_SECRET", secrets.token_urlsafe(32))
 
     with ExitStack() as stack:
