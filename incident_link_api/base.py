@@ -107,6 +107,23 @@ IncidentNumber = Annotated[
         mode="validation",
     ),
 ]
+# D3's `Source Incident Number`: an incident number, or blank ("Default to the current incident
+# of the playbook if left blank", D3's RemoveLinkedIncidents utility doc), forwarded as given.
+D3SourceIncident = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, max_length=64),
+    AfterValidator(_printable),
+    BeforeValidator(_integer_as_decimal),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "maxLength": 64, "pattern": PRINTABLE_PATTERN},
+                {"type": "integer"},
+            ]
+        },
+        mode="validation",
+    ),
+]
 # A D3 user or site name.
 D3Name = Annotated[
     str,

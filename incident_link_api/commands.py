@@ -10,7 +10,13 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from incident_link_api.base import BoundedId, D3Name, InboundModel, IncidentNumber
+from incident_link_api.base import (
+    BoundedId,
+    D3Name,
+    D3SourceIncident,
+    InboundModel,
+    IncidentNumber,
+)
 from incident_link_api.contraforce import IncidentReference, Source
 
 
@@ -44,7 +50,7 @@ class RemoveLinkedIncidents(_Command):
     action: Literal["remove_linked_incidents"] = Field("remove_linked_incidents", alias="kind")
     site: D3Name
     username: D3Name
-    source_incident: IncidentNumber
+    source_incident: D3SourceIncident  # blank only from the D3 drop-in route: D3 decides
     linked_incidents: tuple[IncidentNumber, ...] = Field(min_length=1)
 
 

@@ -9,7 +9,13 @@ from typing import Any, Final
 
 from pydantic import Field
 
-from incident_link_api.base import D3Name, InboundModel, IncidentNumber, VendorModel
+from incident_link_api.base import (
+    D3Name,
+    D3SourceIncident,
+    InboundModel,
+    IncidentNumber,
+    VendorModel,
+)
 
 LINKED_FIELD: Final = "Linked Incident Numbers to be Removed"
 SOURCE_FIELD: Final = "Source Incident Number"
@@ -21,7 +27,7 @@ class RemoveLinkedIncidentsParams(InboundModel):
     linked_incidents: list[IncidentNumber] = Field(
         alias="Linked Incident Numbers to be Removed", min_length=1
     )
-    source_incident: IncidentNumber = Field(alias="Source Incident Number")
+    source_incident: D3SourceIncident = Field(alias="Source Incident Number")
 
 
 class RemoveLinkedIncidentsEnvelope(InboundModel):

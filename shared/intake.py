@@ -9,6 +9,7 @@ parameters with empty values from `req.params` (so `?dryRun` would vanish there)
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
@@ -48,6 +49,18 @@ _HOST_PARAMETERS: Final = frozenset({"code"})
 _KNOWN_PARAMETERS: Final = frozenset({DRY_RUN.casefold(), *_HOST_PARAMETERS})
 _TRUE: Final = frozenset({"", "true", "1"})
 _FALSE: Final = frozenset({"false", "0"})
+# What a Sentinel incident trigger gives besides the number ContraForce identifies it by: the
+# incident's Azure resource id and its name, a GUID (issue 26 item 3).
+_ARM_INCIDENT = re.compile(
+    r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.OperationalInsights/"
+    r"workspaces/[^/]+/providers/Microsoft\.SecurityInsights/Incidents/[^/]+/?$",
+    re.IGNORECASE,
+)
+_GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
+_SEND_NUMBER = (
+    "ContraForce identifies a Sentinel incident by its incident number: send the trigger's "
+    "properties.incidentNumber (e.g. 1001) as incident.number"
+)
 
 
 @dataclass(frozen=True)
@@ -210,6 +223,45 @@ def _check_items(data: Any, limit: int) -> None:
         )
 
 
+def sentinel_identifier_hint(data: Any, path: str) -> None:
+    """Refuse (400), before the schema, a Sentinel identifier where ContraForce wants the
+    incident number, saying which field to send and why.
+
+    An Azure resource id (`/subscriptions/.../Microsoft.SecurityInsights/Incidents/<guid>`) in
+    `id` or `number` is always refused so, and a GUID in `number` (an incident number is
+    never one). A GUID in `id` is refused only for a Sentinel incident with no `number`: for
+    other sources a ContraForce incident id may well be a GUID (its webhooks carry `incidentId`
+    as a plain string), so it passes.
+    """
+    if not isinstance(data, dict):
+        return
+    incident = data.get("incident")
+    if not isinstance(incident, dict):
+        return
+    given_id, number = incident.get("id"), incident.get("number")
+    errors: dict[str, list[str]] = {}
+    for field, value in (("id", given_id), ("number", number)):
+        if isinstance(value, str) and _ARM_INCIDENT.match(value.strip()):
+            errors[f"{path}incident.{field}"] = [
+                "is a Sentinel incident's Azure resource id; " + _SEND_NUMBER
+            ]
+    if isinstance(number, str) and _GUID.match(number.strip()):
+        errors[f"{path}incident.number"] = [
+            "is a GUID (a Sentinel incident's name), not an incident number; " + _SEND_NUMBER
+        ]
+    source = incident.get("source")
+    sentinel = isinstance(source, str) and source.strip().lower() == "sentinel"
+    if sentinel and number is None and isinstance(given_id, str) and _GUID.match(given_id.strip()):
+        errors[f"{path}incident.id"] = [
+            "is a GUID (the Sentinel incident's name) and no number is given; " + _SEND_NUMBER
+        ]
+    if errors:
+        summary = "; ".join(f"{field}: {msgs[0]}" for field, msgs in errors.items())
+        raise InvalidPayload(
+            f"invalid request: {summary}", errors=errors, code="SENTINEL_IDENTIFIER"
+        )
+
+
 def _require_reference(incident: IncidentReference | IncidentInput, path: str) -> None:
     if not (incident.id or incident.number):
         raise InvalidPayload(
@@ -285,7 +337,9 @@ def _check_identity(
 def contraforce_mirror(incoming: Incoming, settings: Settings) -> list[Command]:
     """`POST contraforce/workspaces/{workspaceId}/tickets/unlink` with the vendor's body."""
     workspace_id = _workspace_id(incoming.route_params.get("workspaceId", ""))
-    body = parse(UnlinkServiceTicketRequest, read_json(incoming, max_bytes=settings.max_body_bytes))
+    data = read_json(incoming, max_bytes=settings.max_body_bytes)
+    sentinel_identifier_hint(data, "")
+    body = parse(UnlinkServiceTicketRequest, data)
     if body.incident is None:
         raise InvalidPayload("incident is required", errors={"incident": ["is required"]})
     _require_reference(body.incident, "incident")
@@ -325,6 +379,11 @@ def canonical_unlink(incoming: Incoming, settings: Settings) -> list[Command]:
     """`POST actions/unlink-ticket`: one `{workspaceId, incident}` or `{items: [...]}`."""
     data = read_json(incoming, max_bytes=settings.max_body_bytes)
     _check_items(data, settings.max_bulk_items)
+    if isinstance(data, dict) and isinstance(data.get("items"), list):
+        for index, raw in enumerate(data["items"]):
+            sentinel_identifier_hint(raw, f"items[{index}].")
+    else:
+        sentinel_identifier_hint(data, "")
     if isinstance(data, dict) and "items" in data:
         items = parse(UnlinkTicketBulkInput, data).items
         prefixes = [f"items[{i}]." for i in range(len(items))]
