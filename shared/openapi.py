@@ -369,6 +369,26 @@ _ASYNC_HEADERS = {
 }
 
 
+# The Functions host answers a missing or wrong function key itself, before the app runs, in
+# Azure as locally: a 401 with an empty body (no problem details, no correlation headers).
+_HOST_401 = (
+    "No valid function key (x-functions-key header or ?code=): the Functions host answers an "
+    "empty 401 (no body, no X-Correlation-Id) before this app runs. Check the key is this "
+    "app's (a function or host key), sent as given, and not expired or rotated"
+)
+
+
+def _unauthorized(route: Route) -> dict[str, Any]:
+    """The 401 of a keyed route: the host's, empty; the webhook's failed signature is ours."""
+    if route.operation_id != "ContraForceWebhook":
+        return {"description": _HOST_401}
+    return {
+        "description": f"{_HOST_401}. A delivery whose signature does not verify is answered by "
+        "this app with problem details (RFC 9457)",
+        "content": {PROBLEM_JSON: {"schema": _ref("Problem")}},
+    }
+
+
 def _operation(route: Route) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     descriptions = {200: "OK", 202: "Accepted: pending", 207: "Partially succeeded"}
@@ -391,10 +411,14 @@ def _operation(route: Route) -> dict[str, Any]:
             "content": {JSON: {"schema": _ref("Outcome")}},
         }
     for status in route.errors:
-        responses[str(status)] = {
-            "description": f"{_ERROR_DESCRIPTIONS[status]} (problem details, RFC 9457)",
-            "content": {PROBLEM_JSON: {"schema": _ref("Problem")}},
-        }
+        responses[str(status)] = (
+            _unauthorized(route)
+            if status == 401
+            else {
+                "description": f"{_ERROR_DESCRIPTIONS[status]} (problem details, RFC 9457)",
+                "content": {PROBLEM_JSON: {"schema": _ref("Problem")}},
+            }
+        )
     operation: dict[str, Any] = {
         "operationId": route.operation_id,
         "summary": route.summary,
