@@ -21,7 +21,7 @@ from urllib.parse import urlencode, urlsplit
 import azure.functions as func
 
 from incident_link_api.outcome import Outcome
-from shared import heap, principals, rendering, service, telemetry
+from shared import heap, principals, rendering, service, status_links, telemetry
 from shared.config import Settings, get_settings
 from shared.context import Invocation, set_invocation
 from shared.core import Core
@@ -205,16 +205,25 @@ def _rendered(
             return render(outcome)
 
 
-def status_location(operation_id: str, req: func.HttpRequest, settings: Settings) -> str:
-    """Where to poll: the configured public base URL, else the platform's host name, else a
-    path (never the request's Host header),
-    with the caller's `code` kept when it authenticated that way (Logic Apps poll `Location`
-    as given, as they do Durable Functions' status URL)."""
-    location = f"/api/operations/{operation_id}"
+def status_location(
+    operation_id: str, req: func.HttpRequest, settings: Settings, *, now: datetime | None = None
+) -> str:
+    """Where to poll, absolute: the configured public base URL, else the platform's host name
+    (never the request's Host header). With STATUS_LINK_SECRET set, the anonymous status route
+    with a signed, expiring credential: a Logic App polls it as given, with no key or header.
+    Unset, the operators' route, with the caller's `code` kept when it authenticated that way."""
+    base = ""
     if settings.public_base_url is not None:
-        location = str(settings.public_base_url).rstrip("/") + location
+        base = str(settings.public_base_url).rstrip("/")
     elif settings.website_hostname is not None:
-        location = f"https://{settings.website_hostname}{location}"
+        base = f"https://{settings.website_hostname}"
+    secret = settings.status_link_secret
+    if secret is not None:
+        moment = now or datetime.now(UTC)
+        expires = int(moment.timestamp() + settings.idempotency_retention_hours * 3600)
+        query = status_links.credential(secret.get_secret_value().encode(), operation_id, expires)
+        return f"{base}/api/operations/{operation_id}/status?{urlencode(query)}"
+    location = f"{base}/api/operations/{operation_id}"
     code = req.params.get("code")
     if code:
         location += "?" + urlencode({"code": code})
@@ -246,21 +255,55 @@ def prefers_async(req: func.HttpRequest) -> bool:
 
 
 async def serve_operation(req: func.HttpRequest) -> func.HttpResponse:
-    """`GET operations/{operationId}`: 202 while pending, then the final answer."""
+    """`GET operations/{operationId}` (function key): 202 while pending, then the final answer."""
 
     async def find(_: Invocation) -> Rendered:
         settings = get_settings()
         operation_id = req.route_params.get("operationId", "")
         if not _OPERATION_ID.match(operation_id):
-            raise OperationNotFound(
-                f"no operation {operation_id[:64]!r}", errors={"operationId": ["not found"]}
-            )
-        operation = await service.find_operation(Core.from_settings(settings), operation_id)
-        if operation.skipped:
-            return rendering.skipped(operation.outcome())
-        return _rendered(service.as_handled(operation), rendering.canonical, req, settings)
+            raise _not_found(operation_id)
+        return await _operation_answer(operation_id, req, settings)
 
     return await handle(req, find)
+
+
+async def serve_operation_status(
+    req: func.HttpRequest, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+) -> func.HttpResponse:
+    """`GET operations/{operationId}/status?exp=&sig=` (anonymous): the operation, for a
+    valid, unexpired status link only. An unknown id, a bad link and an expired one get the
+    same 404, so a caller without a link cannot learn whether an id exists."""
+
+    async def find(_: Invocation) -> Rendered:
+        settings = get_settings()
+        operation_id = req.route_params.get("operationId", "")
+        secret = settings.status_link_secret
+        if (
+            secret is None
+            or not _OPERATION_ID.match(operation_id)
+            or not status_links.is_valid(
+                secret.get_secret_value().encode(), operation_id, dict(req.params), now=clock()
+            )
+        ):
+            raise _not_found(operation_id)
+        return await _operation_answer(operation_id, req, settings)
+
+    return await handle(req, find, public=True)
+
+
+def _not_found(operation_id: str) -> OperationNotFound:
+    return OperationNotFound(
+        f"no operation {operation_id[:64]!r}", errors={"operationId": ["not found"]}
+    )
+
+
+async def _operation_answer(
+    operation_id: str, req: func.HttpRequest, settings: Settings
+) -> Rendered:
+    operation = await service.find_operation(Core.from_settings(settings), operation_id)
+    if operation.skipped:
+        return rendering.skipped(operation.outcome())
+    return _rendered(service.as_handled(operation), rendering.canonical, req, settings)
 
 
 async def serve_webhook(
