@@ -52,8 +52,7 @@ _FALSE: Final = frozenset({"false", "0"})
 # What a Sentinel incident trigger gives besides the number ContraForce identifies it by: the
 # incident's Azure resource id and its name, a GUID (issue 26 item 3).
 _ARM_INCIDENT = re.compile(
-    r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.OperationalInsights/"
-    r"workspaces/[^/]+/providers/Microsoft\.SecurityInsights/Incidents/[^/]+/?$",
+    r"^/subscriptions/[^/]+/.*/providers/Microsoft\.SecurityInsights/Incidents/[^/]+/?$",
     re.IGNORECASE,
 )
 _GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
@@ -228,10 +227,10 @@ def sentinel_identifier_hint(data: Any, path: str) -> None:
     incident number, saying which field to send and why.
 
     An Azure resource id (`/subscriptions/.../Microsoft.SecurityInsights/Incidents/<guid>`) in
-    `id` or `number` is always refused so, and a GUID in `number` (an incident number is
-    never one). A GUID in `id` is refused only for a Sentinel incident with no `number`: for
-    other sources a ContraForce incident id may well be a GUID (its webhooks carry `incidentId`
-    as a plain string), so it passes.
+    `id` or `number`, and a GUID in `number` (an incident number is never one), are refused so.
+    A GUID in `id` passes, whatever the source: a ContraForce incident id is a plain string
+    (its webhooks' `incidentId`) and is a GUID for Sentinel incidents too, so a GUID there is
+    a valid ContraForce id that only ContraForce can tell from a Sentinel incident's name.
     """
     if not isinstance(data, dict):
         return
@@ -248,12 +247,6 @@ def sentinel_identifier_hint(data: Any, path: str) -> None:
     if isinstance(number, str) and _GUID.match(number.strip()):
         errors[f"{path}incident.number"] = [
             "is a GUID (a Sentinel incident's name), not an incident number; " + _SEND_NUMBER
-        ]
-    source = incident.get("source")
-    sentinel = isinstance(source, str) and source.strip().lower() == "sentinel"
-    if sentinel and number is None and isinstance(given_id, str) and _GUID.match(given_id.strip()):
-        errors[f"{path}incident.id"] = [
-            "is a GUID (the Sentinel incident's name) and no number is given; " + _SEND_NUMBER
         ]
     if errors:
         summary = "; ".join(f"{field}: {msgs[0]}" for field, msgs in errors.items())
