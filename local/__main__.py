@@ -39,7 +39,7 @@ import uvicorn
 from function_app import app
 from local import easy_auth
 from local.azurite import start_azurite
-from local.host import LocalHost, load_host_json
+from local.host import LocalHost, body_limit, load_host_json
 from local.queues import QueueOptions, QueueRunner
 from local.sandbox import APART_HOST, apart_settings
 from local.sandbox import contraforce as cf_sandbox
@@ -52,6 +52,7 @@ from local.send_webhook import SANDBOX_WEBHOOK_SECRET
 from local.server import serve_in_thread
 from shared import storage, telemetry
 from shared.clients import registry
+from shared.config import get_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 logger = logging.getLogger("local")
@@ -281,6 +282,9 @@ def main() -> int:
             app,
             host_json=host_json,
             function_key=key,
+            # Every route reads at most the app's own limit (Azure's host reads up to its
+            # FUNCTIONS_REQUEST_BODY_SIZE_LIMIT, 100 MB by default, before the app runs).
+            max_body_bytes=min(body_limit(), get_settings().max_body_bytes),
             on_startup=[lambda: queues.start(local_host.queue_functions)],
             on_shutdown=[queues.stop, registry.aclose, storage.aclose],
         )

@@ -70,11 +70,6 @@ def test_finding_15_the_host_body_limit_setting_bounds_an_anonymous_route(stack:
     assert sent < HOSTILE_BODY_BYTES
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs local/__main__.py to pass the app's MAX_BODY_BYTES to LocalHost "
-    "(max_body_bytes=min(body_limit(), settings.max_body_bytes)); reported to the lead",
-)
 def test_finding_15_an_anonymous_health_call_reads_at_most_max_body_bytes(stack: Stack) -> None:
     status, sent = _health_with_a_90_mb_body(stack.base_url)
     assert status in {413, None}
