@@ -98,6 +98,9 @@ param contraForceWebhooks bool = false
 @description('Whether ContraForce webhooks must also carry a fixed Authorization header, kept in secret contraforce-webhook-authorization.')
 param contraForceWebhookAuthorization bool = false
 
+@description('Whether a 202\'s Location is a signed status link a Logic App can poll with no key, signed with secret status-link-secret (at least 32 characters). Off: Location names the operators\' route, which needs the function key.')
+param statusLinks bool = true
+
 // ---------------------------------------------------------------------------------------------
 // App settings (shared/config.py). Empty means "use the app's default": the app ignores empty
 // environment variables.
@@ -517,6 +520,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'ALLOWED_PRINCIPALS'
           value: allowedPrincipals
+        }
+        {
+          name: 'STATUS_LINK_SECRET'
+          value: statusLinks ? '@Microsoft.KeyVault(SecretUri=${secretUriPrefix}status-link-secret/)' : ''
         }
       ]
     }

@@ -5,7 +5,7 @@
 //
 // Secret names the app's settings refer to (main.bicep):
 //   contraforce-client-secret, contraforce-api-key, contraforce-webhook-secrets,
-//   contraforce-webhook-authorization, d3-api-key, d3-jwt-secret
+//   contraforce-webhook-authorization, d3-api-key, d3-jwt-secret, status-link-secret
 
 @description('Azure region.')
 param location string
