@@ -308,3 +308,67 @@ def test_a_malformed_allow_list_is_a_setting_error_naming_it(
         get_settings()
     assert caught.value.settings == ("D3_ALLOWED_IDENTITIES",)
     assert "nobody" not in caught.value.message
+
+
+# ---- Sentinel's identifiers and D3's blank source (issue 26) -----------------------------
+
+ARM_ID = (
+    "/subscriptions/d1d8779d-38d7-4f06-91db-9cbc8de0176f/resourceGroups/soc-rg/providers/"
+    "Microsoft.OperationalInsights/workspaces/soc-law/providers/Microsoft.SecurityInsights/"
+    "Incidents/73e01a99-5cd7-4139-a149-9f2736ff2ab5"
+)
+GUID = "73e01a99-5cd7-4139-a149-9f2736ff2ab5"
+
+
+@pytest.mark.parametrize(
+    ("incident", "field"),
+    [
+        ({"id": ARM_ID}, "incident.id"),
+        ({"number": ARM_ID}, "incident.number"),
+        ({"number": GUID, "source": "Sentinel"}, "incident.number"),
+        ({"number": GUID.upper()}, "incident.number"),
+    ],
+)
+def test_sentinel_identifier_where_the_number_belongs_is_a_400_saying_what_to_send(
+    incident: dict[str, str], field: str
+) -> None:
+    with pytest.raises(InvalidPayload) as refused:
+        canonical_unlink(incoming({"workspaceId": WS, "incident": incident}), SETTINGS)
+    assert refused.value.code == "SENTINEL_IDENTIFIER"
+    assert list(refused.value.errors or {}) == [field]
+    assert "properties.incidentNumber" in refused.value.message
+
+
+def test_sentinel_identifier_in_a_bulk_item_is_named_by_its_index() -> None:
+    body = {"items": [{"workspaceId": WS, "incident": {"number": "1"}},
+                      {"workspaceId": WS, "incident": {"id": ARM_ID}}]}  # fmt: skip
+    with pytest.raises(InvalidPayload) as refused:
+        canonical_unlink(incoming(body), SETTINGS)
+    assert list(refused.value.errors or {}) == ["items[1].incident.id"]
+
+
+def test_guid_incident_id_is_a_valid_contraforce_id_whatever_the_source() -> None:
+    for source in ("Sentinel", "DefenderXDR", None):
+        body = {"workspaceId": WS, "incident": {"id": GUID, "source": source}}
+        assert unlink_of(canonical_unlink(incoming(body), SETTINGS)).incident.id == GUID
+
+
+def test_sentinel_arm_id_on_the_contraforce_mirror_is_the_same_400() -> None:
+    with pytest.raises(InvalidPayload) as refused:
+        contraforce_mirror(
+            incoming({"incident": {"id": ARM_ID}}, route={"workspaceId": WS}), SETTINGS
+        )
+    assert refused.value.code == "SENTINEL_IDENTIFIER"
+
+
+@pytest.mark.parametrize("blank", ["", "   "])
+def test_blank_d3_source_is_taken_on_the_d3_route_as_d3_takes_it(blank: str) -> None:
+    body = {"CommandParams": {"Linked Incident Numbers to be Removed": ["7"],
+                              "Source Incident Number": blank}}  # fmt: skip
+    assert remove_of(d3_mirror(incoming(body), SETTINGS)).source_incident == ""
+
+
+def test_blank_source_on_the_canonical_route_is_a_400_naming_it() -> None:
+    with pytest.raises(InvalidPayload) as refused:
+        canonical_remove(incoming({"sourceIncident": " ", "linkedIncidents": ["7"]}), SETTINGS)
+    assert list(refused.value.errors or {}) == ["sourceIncident"]
