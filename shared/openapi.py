@@ -81,7 +81,10 @@ class Route:
 # Ours, plus the upstream 4xx passed through (400, 403, 404, 409, 422).
 _ACTION_ERRORS = (400, 401, 403, 404, 409, 413, 415, 422, 500, 502, 503)
 _ERROR_DESCRIPTIONS = {
-    400: "The request is invalid: `errors` names each field",
+    400: "The request is invalid: `errors` names each field. A query parameter other than "
+    "`dryRun` and `code` is refused so, naming it; SENTINEL_IDENTIFIER: a Sentinel incident's "
+    "Azure resource id, or a GUID, where ContraForce wants the incident number "
+    "(`properties.incidentNumber`)",
     401: "No valid function key, or (webhook) the signature did not verify",
     403: "The Entra caller is not in ALLOWED_PRINCIPALS, or the upstream refused the action",
     404: "Not found (here, or upstream)",
@@ -121,8 +124,10 @@ ROUTES: tuple[Route, ...] = (
         "d3/Command/RemoveLinkedIncidents",
         "D3RemoveLinkedIncidents",
         "Remove linked incidents (D3 drop-in)",
-        "D3 SOAR's own envelope and answer (including Partially Successful). Username and Site "
-        "fall back to the configured defaults. Failures are problem+json with D3's Error member. "
+        "D3 SOAR's own envelope and answer (including Partially Successful, and D3's failure "
+        "in a 200: a non-empty `error`). A blank Source Incident Number is forwarded as D3 "
+        "takes it (the playbook's current incident). Username and Site fall back to the "
+        "configured defaults. Our own refusals are problem+json with D3's Error member. "
         "Incidents whose removal is inferred from a lost answer count as removed (not in "
         "ErrorData), with X-ILA-Outcome-Inferred; a keyed repeat of a request still running "
         "waits for it (or gets 409 + Retry-After), never 202.",
@@ -171,7 +176,8 @@ ROUTES: tuple[Route, ...] = (
         "ContraForce webhook receiver",
         "Signed ContraForce webhook deliveries (X-CF-Signature over the raw body). Verified, then "
         "queued (202 + Location of the operation), skipped by policy (200) or acknowledged as a "
-        "test (200). A repeated delivery answers as the first did.",
+        "test (200). A repeated delivery answers as the first did. `dryRun` is refused (400) "
+        "before anything is verified or queued, as is any query parameter but `code`.",
         body=("ContraForceEvent",),
         ok={200: "WebhookAcknowledgement", 202: "Outcome"},
         errors=(400, 401, 403, 413, 415, 422, 503),
