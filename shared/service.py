@@ -136,7 +136,11 @@ async def perform(request: ActionRequest, core: Core, *, steps: Steps | None = N
     store = operations.record_store(storage, settings)
     # Before the record: if this host dies at any point after it, the message resumes it.
     await attempt.send_recovery(storage, request.operation_id, settings)
-    keys = [caller_key_row(request.idempotency_key)] if request.idempotency_key else []
+    keys = (
+        [caller_key_row(scoped_key(request.idempotency_key, request.sender))]
+        if request.idempotency_key
+        else []
+    )
     claim = await operations.accept(
         store,
         operation_id=request.operation_id,
@@ -251,13 +255,21 @@ async def receive_delivery(
     return as_handled(await _enqueue(storage, store, claim, core))
 
 
-async def find_operation(core: Core, operation_id: str) -> Operation:
-    """The stored operation, or `OperationNotFound`."""
+def scoped_key(key: str, sender: str | None) -> str:
+    """The key as its caller's own: an Entra principal's keys are its alone; callers with only a
+    function key share one space, the one every key was in before keys were scoped (so their
+    records still answer a repeat). A caller's key is printable ASCII: no NUL to collide with."""
+    return key if sender is None else f"{sender}\0{key}"
+
+
+async def find_operation(core: Core, operation_id: str, *, reader: str | None = None) -> Operation:
+    """The stored operation, or `OperationNotFound`. An Entra principal (`reader`) finds only
+    the operations it sent; without one (a function key, a valid status link) any is found."""
     from shared.durable import operations  # noqa: PLC0415 - the storage path
 
     store = operations.record_store(await core.open_storage(), core.settings)
     operation = await operations.read(store, operation_id)
-    if operation is None:
+    if operation is None or (reader is not None and operation.header.sender != reader):
         raise OperationNotFound(
             f"no operation {operation_id[:64]!r}", errors={"operationId": ["not found"]}
         )

@@ -257,12 +257,12 @@ def prefers_async(req: func.HttpRequest) -> bool:
 async def serve_operation(req: func.HttpRequest) -> func.HttpResponse:
     """`GET operations/{operationId}` (function key): 202 while pending, then the final answer."""
 
-    async def find(_: Invocation) -> Rendered:
+    async def find(invocation: Invocation) -> Rendered:
         settings = get_settings()
         operation_id = req.route_params.get("operationId", "")
         if not _OPERATION_ID.match(operation_id):
             raise _not_found(operation_id)
-        return await _operation_answer(operation_id, req, settings)
+        return await _operation_answer(operation_id, req, settings, reader=invocation.principal)
 
     return await handle(req, find)
 
@@ -298,9 +298,10 @@ def _not_found(operation_id: str) -> OperationNotFound:
 
 
 async def _operation_answer(
-    operation_id: str, req: func.HttpRequest, settings: Settings
+    operation_id: str, req: func.HttpRequest, settings: Settings, *, reader: str | None = None
 ) -> Rendered:
-    operation = await service.find_operation(Core.from_settings(settings), operation_id)
+    core = Core.from_settings(settings)
+    operation = await service.find_operation(core, operation_id, reader=reader)
     if operation.skipped:
         return rendering.skipped(operation.outcome())
     return _rendered(service.as_handled(operation), rendering.canonical, req, settings)

@@ -136,3 +136,57 @@ async def test_the_function_key_is_still_required_behind_easy_auth(
     async with httpx.AsyncClient(base_url=allowed_host.base_url) as keyless:
         reply = await keyless.post(UNLINK, json={"workspaceId": WS, "incident": {"id": TICKETED}})
     assert reply.status_code == 401
+
+
+@pytest.fixture(scope="module")
+def two_principals(stack: Stack) -> Iterator[tuple[HostProcess, HostProcess]]:
+    """Two hosts on one storage, each behind the stand-in as another allowed principal."""
+    both = {**stack.settings, "ALLOWED_PRINCIPALS": f"{LOGIC_APP_CLIENT_ID},{UNKNOWN_CLIENT_ID}"}
+    hosts = [
+        start_host(
+            {**both, "LOCAL_EASY_AUTH_PRINCIPAL": json.dumps(principal_document(client, obj))}
+        )
+        for client, obj in (
+            (LOGIC_APP_CLIENT_ID, LOGIC_APP_OBJECT_ID),
+            (UNKNOWN_CLIENT_ID, UNKNOWN_OBJECT_ID),
+        )
+    ]
+    yield hosts[0], hosts[1]
+    for host in hosts:
+        host.stop()
+
+
+async def test_another_principals_idempotency_key_makes_a_new_operation(
+    sandbox: Stack, two_principals: tuple[HostProcess, HostProcess]
+) -> None:
+    a, b = two_principals
+    body = {"workspaceId": WS, "incident": {"id": TICKETED}}
+    first = await post(a.base_url, UNLINK, body, **{"Idempotency-Key": "shared-key-1"})
+    await post(a.base_url, UNLINK, body, **{"Idempotency-Key": "shared-key-2"})
+    assert first.status_code == 200
+
+    same = await post(b.base_url, UNLINK, body, **{"Idempotency-Key": "shared-key-1"})
+    other_body = {"workspaceId": WS, "incident": {"id": "not-" + TICKETED[4:]}}
+    other = await post(b.base_url, UNLINK, other_body, **{"Idempotency-Key": "shared-key-2"})
+
+    assert same.headers["x-operation-id"] != first.headers["x-operation-id"]
+    assert other.status_code != 422  # B cannot learn that A holds the key
+
+
+async def test_another_principals_operation_reads_as_404(
+    sandbox: Stack, two_principals: tuple[HostProcess, HostProcess]
+) -> None:
+    a, b = two_principals
+    body = {"workspaceId": WS, "incident": {"id": TICKETED}}
+    reply = await post(a.base_url, UNLINK, body, **{"Idempotency-Key": "a-only-key-1"})
+    operation = f"/operations/{reply.headers['x-operation-id']}"
+
+    async with httpx.AsyncClient(headers={"x-functions-key": FUNCTION_KEY}, timeout=30) as http:
+        own = await http.get(a.base_url + operation)
+        theirs = await http.get(b.base_url + operation)
+        unknown = await http.get(b.base_url + "/operations/00000000-0000-4000-8000-000000000000")
+
+    assert own.status_code == 200
+    assert theirs.status_code == 404
+    assert theirs.headers["content-type"].startswith("application/problem+json")
+    assert theirs.json()["title"] == unknown.json()["title"]
