@@ -76,6 +76,7 @@ class Route:
     errors: tuple[int, ...] = ()
     action: bool = False  # dryRun, Prefer: respond-async, Idempotency-Key, 202 + Location
     vendor_content: bool = False  # the success answer is the vendor's own shape
+    query: tuple[dict[str, Any], ...] = ()  # parameters of this route alone
 
 
 # Ours, plus the upstream 4xx passed through (400, 403, 404, 409, 422).
@@ -191,6 +192,34 @@ ROUTES: tuple[Route, ...] = (
         "answer: 200 or 207 with the Outcome, or the deciding failure as problem+json.",
         ok={200: "Outcome", 207: "Outcome", 202: "Outcome"},
         errors=(400, 401, 403, 404, 409, 422, 500, 502, 503),
+    ),
+    Route(
+        "get",
+        "operations/{operationId}/status",
+        "GetOperationStatus",
+        "Operation status (status link)",
+        "The `Location` of a 202, followed exactly as given with no key or header (Logic Apps "
+        "polls it so): a link signed for this operation that expires with its record. Answers "
+        "as GetOperation does; an unknown id, a wrong and an expired link all get the same 404.",
+        auth="anonymous",
+        ok={200: "Outcome", 207: "Outcome", 202: "Outcome"},
+        errors=(404, 409, 422, 500, 502, 503),
+        query=(
+            {
+                "name": "exp",
+                "in": "query",
+                "required": True,
+                "description": "When the link expires (Unix seconds), as the 202 gave it.",
+                "schema": {"type": "string", "pattern": "^[0-9]{1,12}$"},
+            },
+            {
+                "name": "sig",
+                "in": "query",
+                "required": True,
+                "description": "The link's signature (HMAC-SHA256), as the 202 gave it.",
+                "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            },
+        ),
     ),
     Route(
         "get",
@@ -365,7 +394,8 @@ _INFERRED_HEADERS = {
 }
 _ASYNC_HEADERS = {
     "Location": {
-        "description": "Poll this URL (GET) for the result.",
+        "description": "Poll this absolute URL (GET) exactly as given, with no key or other "
+        "header, for the result: a status link signed for this operation (GetOperationStatus).",
         "schema": {"type": "string"},
     },
     "Retry-After": {
@@ -429,7 +459,9 @@ def _operation(route: Route) -> dict[str, Any]:
         "operationId": route.operation_id,
         "summary": route.summary,
         "description": route.description,
-        "parameters": _path_parameters(route.path) + (_ACTION_PARAMETERS if route.action else []),
+        "parameters": _path_parameters(route.path)
+        + (_ACTION_PARAMETERS if route.action else [])
+        + list(route.query),
         "responses": responses,
     }
     if route.body:
