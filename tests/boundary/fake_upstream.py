@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Literal
+from typing import Literal, cast
 
 Reset = Literal["none", "before_headers", "mid_body", "after_body"]
 NO_BODY_STATUSES = frozenset({204, 304})
@@ -79,8 +79,8 @@ class FakeUpstream:
         self._thread.start()
         if not self._ready.wait(10):
             raise RuntimeError("the fake upstream did not start")
-        assert self._server is not None
-        self.port: int = self._server.sockets[0].getsockname()[1]
+        server = cast("asyncio.Server", self._server)  # set by the thread before `_ready`
+        self.port: int = server.sockets[0].getsockname()[1]
 
     @property
     def base_url(self) -> str:

@@ -299,11 +299,13 @@ def check(example: Example) -> None:
 def _bounded_retry_after(answer: rendering.Rendered) -> None:
     header = answer.headers.get("Retry-After")
     if header is not None:
-        assert header.isascii() and header.isdigit(), header
+        assert header.isascii(), header
+        assert header.isdigit(), header
         assert 1 <= int(header) <= RETRY_AFTER_MAX_SECONDS, header
     if isinstance(answer.body, dict) and "retryAfter" in answer.body:
         wait = answer.body["retryAfter"]
-        assert isinstance(wait, int) and 1 <= wait <= RETRY_AFTER_MAX_SECONDS, wait
+        assert isinstance(wait, int), wait
+        assert 1 <= wait <= RETRY_AFTER_MAX_SECONDS, wait
 
 
 def _honest(item: ItemResult, told: list[tuple[str, Seen]], *, paced: bool) -> None:
@@ -334,7 +336,8 @@ def _honest(item: ItemResult, told: list[tuple[str, Seen]], *, paced: bool) -> N
         return
     last = meanings[-1]
     if last in {"rejected", "permanent", "nothing", "success"}:  # a final answer, read in time
-        assert kind != "unavailable" and item.status is not ItemStatus.UNKNOWN, (item, meanings)
+        assert kind != "unavailable", (item, meanings)
+        assert item.status is not ItemStatus.UNKNOWN, (item, meanings)
     if last == "permanent":
         assert item.status is ItemStatus.NOT_APPLIED, (item, meanings)
     if last == "rejected":
