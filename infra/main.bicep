@@ -160,6 +160,9 @@ param retryAfterCapSeconds string = ''
 @description('MAX_BODY_BYTES: largest request body accepted.')
 param maxBodyBytes string = ''
 
+@description('MAX_UPSTREAM_BODY_BYTES: largest upstream answer body read, on the wire and decoded.')
+param maxUpstreamBodyBytes string = ''
+
 @description('MAX_BULK_ITEMS: most items in one bulk request.')
 param maxBulkItems string = ''
 
@@ -472,6 +475,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'MAX_BODY_BYTES'
           value: maxBodyBytes
+        }
+        {
+          name: 'MAX_UPSTREAM_BODY_BYTES'
+          value: maxUpstreamBodyBytes
         }
         {
           name: 'MAX_BULK_ITEMS'

@@ -57,6 +57,8 @@ from shared.config import get_settings
 ROOT = Path(__file__).resolve().parents[1]
 logger = logging.getLogger("local")
 STORAGE_SETTING = "AzureWebJobsStorage"
+# Like the sandbox's webhook secret: known, local only, stable across restarts.
+SANDBOX_STATUS_LINK_SECRET = "sandbox-status-link-secret-local-only-0001"  # noqa: S105 - sandbox only
 STORAGE_DIR_SETTING = "LOCAL_STORAGE_DIR"
 SANDBOX_SETTING = "LOCAL_SANDBOX"
 
@@ -263,9 +265,10 @@ def main() -> int:
     port = int(os.environ.get("PORT", "7071"))
     key = os.environ.get("LOCAL_FUNCTION_KEY") or secrets.token_urlsafe(24)
     # The 202's Location: this host's own address as the banner prints it (never a request's
-    # Host), signed with a secret of this run unless one is given (shared/status_links.py).
+    # Host), signed with the sandbox's fixed secret unless one is given (shared/status_links.py):
+    # a host restarted on kept storage must still honour the links it gave before it died.
     os.environ.setdefault("PUBLIC_BASE_URL", f"http://localhost:{port}")
-    os.environ.setdefault("STATUS_LINK_SECRET", secrets.token_urlsafe(32))
+    os.environ.setdefault("STATUS_LINK_SECRET", SANDBOX_STATUS_LINK_SECRET)
 
     with ExitStack() as stack:
         own_azurite = not os.environ.get(STORAGE_SETTING)

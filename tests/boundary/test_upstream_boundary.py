@@ -31,6 +31,7 @@ import json
 import os
 import resource
 import time
+import uuid
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -43,16 +44,21 @@ from uuid import UUID
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import SecretStr
 
 from incident_link_api.commands import Command, RemoveLinkedIncidents, UnlinkTicket
 from incident_link_api.contraforce import IncidentReference
 from incident_link_api.outcome import ItemResult, ItemStatus, Outcome
-from shared import actions, rendering
+from local.azurite import PRIVATE_ACCOUNT, Azurite
+from shared import actions, rendering, service, storage
 from shared.clients import registry
 from shared.clients.bounds import RETRY_AFTER_MAX_SECONDS
 from shared.clients.classify import RETRYABLE_STATUSES
 from shared.clients.registry import Upstreams
 from shared.config import Settings
+from shared.core import Core
+from shared.durable import worker
+from shared.durable.work import QueuedWork
 from tests.boundary.fake_upstream import Behaviour, Body, FakeUpstream, Seen, fake_upstream
 
 EXAMPLES = int(os.environ.get("ILA_BOUNDARY_EXAMPLES", "30"))
@@ -250,7 +256,7 @@ def meaning(behaviour: Behaviour, item: int) -> str:
         return "wild"  # an interim answer with no final one: whatever the client makes of it
     no_body = status in {204, 304}
     if behaviour.reset == "before_headers" or (
-        behaviour.reset == "mid_body" and not no_body and behaviour.body.content
+        behaviour.reset == "mid_body" and not no_body and _cut(behaviour)
     ):
         return "lost"
     if 200 <= status < 300:
@@ -263,6 +269,17 @@ def meaning(behaviour: Behaviour, item: int) -> str:
     if 400 <= status < 500:
         return "rejected"
     return "giveup"
+
+
+def _cut(behaviour: Behaviour) -> bool:
+    """Does a mid-body reset withhold part of the body? The fake upstream stops before the
+    first chunk that starts past the middle; a body in one chunk arrives whole, and only the
+    connection is dropped after it (the client then read a complete answer)."""
+    content, chunk = behaviour.body.content, behaviour.chunk
+    if not content:
+        return False
+    last_chunk_start = ((len(content) - 1) // chunk) * chunk
+    return last_chunk_start >= len(content) // 2
 
 
 @dataclass(frozen=True)
@@ -446,3 +463,85 @@ def test_any_d3_answer_ends_in_time_bounded_and_honest(
     upstream: FakeUpstream, plan: tuple[Behaviour, ...], transport: str
 ) -> None:
     check(run_example(upstream, "d3", plan, transport))
+
+
+# ---- the recorded paths: queued, then a keyed repeat -----------------------------------------
+
+
+async def call_recorded(
+    upstream_name: str, settings: Settings, seen: list[Seen]
+) -> tuple[Outcome, float, int]:
+    """The same command queued (`Prefer: respond-async`, run by the queue worker) and then
+    repeated with its key. Returns the recorded outcome, the time the run took, and how many
+    requests the repeat of a final operation sent (it must send none)."""
+    key = f"boundary-{uuid.uuid4()}"
+    core = Core.from_settings(settings)
+
+    def request(respond_async: bool) -> service.ActionRequest:
+        return service.ActionRequest(
+            operation_id=str(uuid.uuid4()),
+            route="canonical",
+            commands=[command_for(upstream_name)],
+            idempotency_key=key,
+            respond_async=respond_async,
+        )
+
+    try:
+        pending = await service.perform(request(respond_async=True), core)
+        assert isinstance(pending, service.Pending), pending
+        operation_id = pending.operation.operation_id
+        queue = (await core.open_storage()).queue
+        started = time.monotonic()
+        async for message in queue.receive_messages(max_messages=32):
+            await queue.delete_message(message)
+            work = QueuedWork.from_message(message.content)
+            if work.operation_id == operation_id and not work.recovery:
+                await worker.process_message(core, message.content, dequeue_count=1)
+        elapsed = time.monotonic() - started
+        recorded = await service.find_operation(core, operation_id)
+        sent_before = len(seen)
+        repeat = await service.perform(request(respond_async=False), core)
+        # A final answer (done, not "try again"): its repeat must send nothing. A poisoned
+        # one (transient, retryable) runs again on a repeat, by design.
+        done = recorded.final and not recorded.header.retryable
+        resent = len(seen) - sent_before if done else 0
+        assert isinstance(repeat, service.Finished | service.Pending), repeat
+        return recorded.outcome(), elapsed, resent
+    finally:
+        await registry.aclose()
+        await storage.aclose()
+
+
+@pytest.mark.slow
+@PROFILE
+@given(
+    upstream_name=st.sampled_from(["contraforce", "d3"]),
+    data=st.data(),
+    transport=TRANSPORTS,
+)
+def test_any_answer_on_the_queued_path_is_recorded_bounded_and_honest_and_a_keyed_repeat_sends_nothing(  # noqa: E501
+    upstream: FakeUpstream,
+    azurite: Azurite,
+    upstream_name: str,
+    data: st.DataObject,
+    transport: str,
+) -> None:
+    bodies = (
+        contraforce_bodies() + problem_bodies("contraforce")
+        if upstream_name == "contraforce"
+        else d3_bodies() + problem_bodies("d3")
+    )
+    plan = data.draw(plans(bodies))
+    settings = settings_for(upstream, transport).model_copy(
+        update={
+            "azure_web_jobs_storage": SecretStr(azurite.connection_string_for(PRIVATE_ACCOUNT)),
+            "queue_max_attempts": 1,  # a transient failure is recorded poisoned: final
+        }
+    )
+    seen = upstream.program(plan)
+    before = peak_memory_kib()
+    outcome, elapsed, resent = asyncio.run(call_recorded(upstream_name, settings, seen))
+    mirror = rendering.contraforce_mirror if upstream_name == "contraforce" else rendering.d3_mirror
+    rendered = (rendering.canonical(outcome), mirror(outcome))
+    check(Example(outcome, tuple(seen), elapsed, rendered, peak_memory_kib() - before))
+    assert resent == 0, f"a keyed repeat of a final operation sent {resent} request(s)"

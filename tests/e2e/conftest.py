@@ -77,6 +77,9 @@ def start_host(env: dict[str, str]) -> HostProcess:
         env={
             **{k: v for k, v in os.environ.items() if k in {"PATH", "HOME", "LANG", "TMPDIR"}},
             "PORT": str(port),
+            # The tests reach the host at 127.0.0.1: its status links must say so too (the
+            # client follows a Location only on its own origin).
+            "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
             "LOCAL_FUNCTION_KEY": FUNCTION_KEY,
             **env,
         },

@@ -71,7 +71,7 @@ def test_host_killed_while_a_message_is_in_flight_is_redelivered_and_applied_onc
 
     second = start_host(crash_prone)
     try:
-        operation = reply.headers["location"].rsplit("/", 1)[1]
+        operation = reply.headers["x-operation-id"]
         url = f"{second.base_url}/operations/{operation}"
         eventually(
             lambda: httpx.get(url, headers=HEADERS).status_code == 200,

@@ -68,6 +68,7 @@ def test_every_route_is_registered_with_its_methods_and_auth_level() -> None:
         "actions/{action}": (("POST",), "FUNCTION"),
         "webhooks/contraforce": (("POST",), "FUNCTION"),
         "operations/{operationId}": (("GET",), "FUNCTION"),
+        "operations/{operationId}/status": (("GET",), "ANONYMOUS"),
         "health": (("GET",), "ANONYMOUS"),
         "openapi.json": (("GET",), "ANONYMOUS"),
         "swagger.json": (("GET",), "ANONYMOUS"),
@@ -90,7 +91,7 @@ def test_function_app_imports_with_no_settings_at_all() -> None:
         text=True,
         check=False,
     )
-    assert (result.returncode, result.stdout.strip()) == (0, "11"), result.stderr
+    assert (result.returncode, result.stdout.strip()) == (0, "12"), result.stderr
 
 
 # ---- ContraForce mirror: the vendor's shapes -----------------------------------------------

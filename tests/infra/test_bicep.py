@@ -77,7 +77,10 @@ def unauthenticated_paths() -> set[str]:
             if binding["type"] == "httpTrigger" and (
                 binding["authLevel"].lower() == "anonymous"
                 or binding["route"] == "webhooks/contraforce"
-            ):
+            ) and "{" not in binding["route"]:
+                # excludedPaths are literal: a route template matches nothing there. The
+                # signed status route stays behind Easy Auth (a Logic App re-sends its
+                # managed identity's token on each poll).
                 found.add(f"/api/{binding['route']}")
     return found
 
