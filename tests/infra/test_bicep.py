@@ -74,10 +74,14 @@ def unauthenticated_paths() -> set[str]:
     found = set()
     for function in registered().values():
         for binding in json.loads(function.get_function_json())["bindings"]:
-            if binding["type"] == "httpTrigger" and (
-                binding["authLevel"].lower() == "anonymous"
-                or binding["route"] == "webhooks/contraforce"
-            ) and "{" not in binding["route"]:
+            if (
+                binding["type"] == "httpTrigger"
+                and (
+                    binding["authLevel"].lower() == "anonymous"
+                    or binding["route"] == "webhooks/contraforce"
+                )
+                and "{" not in binding["route"]
+            ):
                 # excludedPaths are literal: a route template matches nothing there. The
                 # signed status route stays behind Easy Auth (a Logic App re-sends its
                 # managed identity's token on each poll).
