@@ -12,26 +12,21 @@ registered handlers, on Azurite, against the sandbox simulators with their fault
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from typing import Any
 
 import pytest
-from azure.core.exceptions import ResourceExistsError
-from azure.storage.queue.aio import QueueClient
 
-from local.azurite import PRIVATE_ACCOUNT, Azurite
-from local.host import QueueFunction
-from local.queues import QueueOptions, QueueRunner, queue_client
 from local.sandbox.contraforce_state import DEMO_WORKSPACE_ID
 from local.sandbox.d3_state import DEMO_SITE
 from local.sandbox.faults import Fault, FaultKind, FaultPlan
-from shared import service, storage
+from shared import service
 from shared.config import get_settings
 from shared.core import Core
 from shared.durable import worker
 from tests.conftest import Sandboxes, load_json
-from tests.functions.conftest import Reply, call, registered
+from tests.functions.conftest import Reply, call
+from tests.functions.test_durable import Queues, queues
 
 WS = str(DEMO_WORKSPACE_ID)
 TICKETED = "6d1f0c2a-4e4b-4b8f-9d55-0a3c1b2e7f10"  # incident #1001, linked to ServiceNow
@@ -41,48 +36,15 @@ INFERRED = "x-ila-outcome-inferred"
 UNLINK = "actions/unlink-ticket"
 CF_PATH = f"contraforce/workspaces/{WS}/tickets/unlink"
 D3_PATH = "d3/Command/RemoveLinkedIncidents"
+__all__ = ["queues"]  # the fixture, used by name
 
 
 @pytest.fixture
-async def stored(
-    sandbox: Sandboxes, azurite: Azurite, monkeypatch: pytest.MonkeyPatch
-) -> QueueRunner:
-    """The app's storage on Azurite, its queues empty; a queue runner for queued work."""
-    for name, value in {
-        "AzureWebJobsStorage": azurite.connection_string_for(PRIVATE_ACCOUNT),
-        "QUEUE_MAX_ATTEMPTS": "2",
-        "QUEUE_RETRY_MAX_DELAY_SECONDS": "0",
-        "RETRY_ATTEMPTS": "2",
-    }.items():
-        monkeypatch.setenv(name, value)
-    connection = azurite.connection_string_for(PRIVATE_ACCOUNT)
-    for name in (storage.QUEUE_NAME, storage.POISON_QUEUE_NAME):
-        async with queue_client(connection, name) as queue:
-            with contextlib.suppress(ResourceExistsError):
-                await queue.create_queue()
-            await queue.clear_messages()
-    return QueueRunner(
-        options=QueueOptions(max_dequeue_count=3, visibility_timeout=0, lease_seconds=30)
-    )
-
-
-async def drain(runner: QueueRunner, azurite: Azurite) -> None:
-    """Run the queue worker until the work queue has nothing visible."""
-    function = QueueFunction(
-        function_name="run_queued_action",
-        queue_name=storage.QUEUE_NAME,
-        connection="AzureWebJobsStorage",
-        arg_name="msg",
-        handler=registered()["run_queued_action"].get_user_function(),
-    )
-    connection = azurite.connection_string_for(PRIVATE_ACCOUNT)
-    work: QueueClient = queue_client(connection, storage.QUEUE_NAME)
-    poison: QueueClient = queue_client(connection, storage.POISON_QUEUE_NAME)
-    async with work, poison:
-        for _ in range(30):
-            if not await runner.drain(function, work, poison):
-                return
-    raise AssertionError("the work queue is still busy")
+def stored(queues: Queues, monkeypatch: pytest.MonkeyPatch) -> Queues:
+    """The app's storage on Azurite, its queues empty (test_durable's `queues`), with two
+    queued attempts before the poison queue."""
+    monkeypatch.setenv("QUEUE_MAX_ATTEMPTS", "2")
+    return queues
 
 
 def keyed(prefix: str) -> dict[str, str]:
@@ -187,7 +149,7 @@ async def test_canonical_confirmed_success_is_not_inferred(sandbox: Sandboxes) -
 
 
 async def test_a_recorded_mirror_answer_repeated_with_its_key_still_says_done(
-    stored: QueueRunner, sandbox: Sandboxes
+    stored: Queues, sandbox: Sandboxes
 ) -> None:
     headers = keyed("cf-inferred")
     lose_answers(sandbox.contraforce)
@@ -202,7 +164,7 @@ async def test_a_recorded_mirror_answer_repeated_with_its_key_still_says_done(
 
 
 async def test_a_keyed_call_whose_every_send_lost_its_answer_is_outcome_unknown_not_failed(
-    stored: QueueRunner, sandbox: Sandboxes
+    stored: Queues, sandbox: Sandboxes
 ) -> None:
     lose_answers(sandbox.contraforce, 100)
     reply = await unlink(headers=keyed("unknown"))
@@ -222,7 +184,7 @@ async def test_a_keyed_call_whose_every_send_lost_its_answer_is_outcome_unknown_
 
 
 async def test_an_outcome_unknown_repeated_with_its_key_succeeds_inferred_and_acts_once(
-    stored: QueueRunner, sandbox: Sandboxes
+    stored: Queues, sandbox: Sandboxes
 ) -> None:
     headers = keyed("unknown-repeat")
     lose_answers(sandbox.contraforce, 100)
@@ -235,7 +197,7 @@ async def test_an_outcome_unknown_repeated_with_its_key_succeeds_inferred_and_ac
 
 
 async def test_a_repeat_that_meets_an_outage_after_a_lost_answer_still_reads_unknown(
-    stored: QueueRunner, sandbox: Sandboxes, monkeypatch: pytest.MonkeyPatch
+    stored: Queues, sandbox: Sandboxes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("RETRY_ATTEMPTS", "1")  # one send per call
     headers = keyed("unknown-then-outage")
@@ -250,7 +212,7 @@ async def test_a_repeat_that_meets_an_outage_after_a_lost_answer_still_reads_unk
 
 
 async def test_a_keyed_call_the_upstream_refused_to_serve_stays_failed_unavailable(
-    stored: QueueRunner, sandbox: Sandboxes
+    stored: Queues, sandbox: Sandboxes
 ) -> None:
     sandbox.contraforce.faults = FaultPlan(script=[Fault.of(FaultKind.UNAVAILABLE)] * 100)
     reply = await unlink(headers=keyed("plain-outage"))
@@ -263,7 +225,7 @@ async def test_a_keyed_call_the_upstream_refused_to_serve_stays_failed_unavailab
 
 
 async def test_mirrors_answer_an_unknown_outcome_in_their_own_problem_shape(
-    stored: QueueRunner, sandbox: Sandboxes
+    stored: Queues, sandbox: Sandboxes
 ) -> None:
     lose_answers(sandbox.contraforce, 100)
     lose_answers(sandbox.d3, 100)
@@ -281,11 +243,11 @@ async def test_mirrors_answer_an_unknown_outcome_in_their_own_problem_shape(
 
 
 async def test_a_poisoned_queued_operation_that_may_have_acted_reads_unknown_and_replays_once(
-    stored: QueueRunner, sandbox: Sandboxes, azurite: Azurite
+    stored: Queues, sandbox: Sandboxes
 ) -> None:
     lose_answers(sandbox.contraforce, 100)
     accepted = await unlink(headers={"Prefer": "respond-async"})
-    await drain(stored, azurite)
+    await stored.drain()
     operation_id = accepted.body["operationId"]
     poisoned = await poll(operation_id)
     assert (poisoned.status, poisoned.body["code"], poisoned.body["outcome"]["status"]) == (
@@ -297,7 +259,7 @@ async def test_a_poisoned_queued_operation_that_may_have_acted_reads_unknown_and
 
     sandbox.contraforce.faults = FaultPlan()
     assert await worker.replay_poison(Core.from_settings(get_settings())) == [operation_id]
-    await drain(stored, azurite)
+    await stored.drain()
     replayed = await poll(operation_id)
     [item] = replayed.body["items"]
     assert (replayed.status, item["status"], item["inferred"]) == (200, "succeeded", True)
@@ -317,7 +279,7 @@ async def first_in_flight(sim: Any, request: Any) -> asyncio.Task[Reply]:
 
 
 async def test_a_contraforce_mirror_duplicate_waits_for_the_first_and_answers_as_it_did(
-    stored: QueueRunner, sandbox: Sandboxes
+    stored: Queues, sandbox: Sandboxes
 ) -> None:
     headers = keyed("cf-race")
     first = await first_in_flight(sandbox.contraforce, cf_mirror(headers=headers))
@@ -329,7 +291,7 @@ async def test_a_contraforce_mirror_duplicate_waits_for_the_first_and_answers_as
 
 
 async def test_a_d3_mirror_duplicate_waits_for_the_first_and_answers_as_it_did(
-    stored: QueueRunner, sandbox: Sandboxes
+    stored: Queues, sandbox: Sandboxes
 ) -> None:
     headers = keyed("d3-race")
     first = await first_in_flight(sandbox.d3, d3_mirror(["20231025-131"], headers=headers))
@@ -341,7 +303,7 @@ async def test_a_d3_mirror_duplicate_waits_for_the_first_and_answers_as_it_did(
 
 
 async def test_a_mirror_duplicate_still_running_after_the_wait_is_a_vendor_shaped_409(
-    stored: QueueRunner, sandbox: Sandboxes, monkeypatch: pytest.MonkeyPatch
+    stored: Queues, sandbox: Sandboxes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(service, "DUPLICATE_WAIT_SECONDS", 0.0)
     cf_headers, d3_headers = keyed("cf-busy"), keyed("d3-busy")
@@ -366,7 +328,7 @@ async def test_a_mirror_duplicate_still_running_after_the_wait_is_a_vendor_shape
 
 
 async def test_a_canonical_duplicate_still_answers_202_with_location(
-    stored: QueueRunner, sandbox: Sandboxes
+    stored: Queues, sandbox: Sandboxes
 ) -> None:
     headers = keyed("canonical-race")
     first = await first_in_flight(sandbox.contraforce, unlink(headers=headers))
