@@ -470,10 +470,11 @@ def test_any_d3_answer_ends_in_time_bounded_and_honest(
 
 async def call_recorded(
     upstream_name: str, settings: Settings, seen: list[Seen]
-) -> tuple[Outcome, float, int]:
+) -> tuple[Outcome | None, float, int, int]:
     """The same command queued (`Prefer: respond-async`, run by the queue worker) and then
-    repeated with its key. Returns the recorded outcome, the time the run took, and how many
-    requests the repeat of a final operation sent (it must send none)."""
+    repeated with its key. Returns the recorded outcome (None while it is still pending: the
+    edge answers that 202, never rendering it), the time the run took, how many requests the
+    run sent, and how many the repeat of a done operation sent (it must send none)."""
     key = f"boundary-{uuid.uuid4()}"
     core = Core.from_settings(settings)
 
@@ -506,7 +507,7 @@ async def call_recorded(
         done = recorded.final and not recorded.header.retryable
         resent = len(seen) - sent_before if done else 0
         assert isinstance(repeat, service.Finished | service.Pending), repeat
-        return recorded.outcome(), elapsed, resent
+        return (recorded.outcome() if recorded.final else None), elapsed, sent_before, resent
     finally:
         await registry.aclose()
         await storage.aclose()
@@ -540,8 +541,11 @@ def test_any_answer_on_the_queued_path_is_recorded_bounded_and_honest_and_a_keye
     )
     seen = upstream.program(plan)
     before = peak_memory_kib()
-    outcome, elapsed, resent = asyncio.run(call_recorded(upstream_name, settings, seen))
+    outcome, elapsed, sent, resent = asyncio.run(call_recorded(upstream_name, settings, seen))
+    assert resent == 0, f"a keyed repeat of a final operation sent {resent} request(s)"
+    if outcome is None:
+        return  # still pending (its run met a live lease): answered 202, nothing to judge yet
     mirror = rendering.contraforce_mirror if upstream_name == "contraforce" else rendering.d3_mirror
     rendered = (rendering.canonical(outcome), mirror(outcome))
-    check(Example(outcome, tuple(seen), elapsed, rendered, peak_memory_kib() - before))
-    assert resent == 0, f"a keyed repeat of a final operation sent {resent} request(s)"
+    # Judged on what the recorded run was told, not on what the repeat was told after it.
+    check(Example(outcome, tuple(seen[:sent]), elapsed, rendered, peak_memory_kib() - before))
